@@ -1,0 +1,121 @@
+"""Placement inventory of a host's accelerators: devices grouped by locality.
+
+One resource provider per *locality group*: devices of one resource class
+and one model on one NUMA node.  Its inventory total is the number of
+devices in the group, so a request for ``PGPU:2`` is one request group that
+Placement answers with one candidate per group that has two free devices
+(one provider per device would need one request group per device and make
+Placement enumerate every ordering: 8!/(8-k)! candidates per host).  The
+device is picked on the host at spawn, as Nova does for vGPUs.
+
+Unhealthy devices stay in the inventory and are *reserved*, so a device in
+use never vanishes under its guest; a device that is not assignable is not
+offered at all unless a guest holds it.
+"""
+
+import dataclasses
+import uuid
+
+from cyborg_nova.policy import classify
+
+#: Namespace of the provider UUIDs (uuid5 of root provider uuid + key), so
+#: that the compute host and the scheduler agree on them without talking.
+PROVIDER_NAMESPACE = uuid.UUID('6f0f6d1c-3c5e-4b8a-9a57-7c1e0c7a2b11')
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupKey:
+    resource_class: str
+    vendor_id: str
+    product_id: str
+    numa_node: int | None
+
+    @property
+    def suffix(self):
+        """The provider name's suffix, unique on a host."""
+        return '%s_%s_%s_NUMA%s' % (
+            self.resource_class, self.vendor_id, self.product_id,
+            'X' if self.numa_node is None else self.numa_node)
+
+
+@dataclasses.dataclass
+class LocalityGroup:
+    key: GroupKey
+    devices: list            # addresses, sorted
+    traits: frozenset
+    reserved: int            # unhealthy or no longer assignable, in use
+    in_use: int
+    load: float | None       # mean load of the group's devices, percent
+
+    @property
+    def total(self):
+        return len(self.devices)
+
+    @property
+    def free(self):
+        return max(0, self.total - self.reserved - self.in_use)
+
+    def provider_name(self, nodename):
+        return '%s_%s' % (nodename, self.key.suffix)
+
+    def provider_uuid(self, root_uuid):
+        return provider_uuid(root_uuid, self.key.suffix)
+
+
+def provider_uuid(root_uuid, suffix):
+    return str(uuid.uuid5(PROVIDER_NAMESPACE, '%s/%s' % (root_uuid, suffix)))
+
+
+def group_key(device):
+    return GroupKey(device.resource_class, device.vendor_id,
+                    device.product_id, device.numa_node)
+
+
+def locality_groups(devices, in_use=()):
+    """Group the devices a host may offer.
+
+    *in_use* holds the addresses guests hold now.  A device is offered when
+    it is assignable, or when a guest holds it (it then counts as reserved
+    if it is unhealthy or no longer assignable, so it is not handed out
+    again but its guest's allocation stays valid).
+    """
+    in_use = set(in_use)
+    grouped = {}
+    for dev in devices:
+        held = dev.address in in_use
+        if not dev.assignable and not held:
+            continue
+        grouped.setdefault(group_key(dev), []).append(dev)
+    groups = []
+    for key in sorted(grouped, key=lambda k: k.suffix):
+        devs = sorted(grouped[key], key=lambda d: d.address)
+        traits = set()
+        for d in devs:
+            traits |= set(d.traits)
+        traits.add(classify.custom_name('ACCEL_GROUP'))
+        reserved = sum(1 for d in devs
+                       if not d.healthy or not d.assignable)
+        loads = [d.utilization.load for d in devs
+                 if d.utilization is not None
+                 and d.utilization.load is not None]
+        groups.append(LocalityGroup(
+            key=key,
+            devices=[d.address for d in devs],
+            traits=frozenset(traits),
+            reserved=reserved,
+            in_use=sum(1 for d in devs if d.address in in_use
+                       and d.healthy and d.assignable),
+            load=(sum(loads) / len(loads)) if loads else None))
+    return groups
+
+
+def inventory_record(group):
+    """The Placement inventory record of a group's provider."""
+    return {
+        'total': group.total,
+        'reserved': min(group.reserved, group.total),
+        'min_unit': 1,
+        'max_unit': group.total,
+        'step_size': 1,
+        'allocation_ratio': 1.0,
+    }
