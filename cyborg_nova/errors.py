@@ -40,3 +40,37 @@ class ConfigError(CyborgNovaError):
 
 class InvalidRequest(CyborgNovaError):
     """A flavor's accelerator extra specs cannot be honoured as written."""
+
+
+class NumaFitError(CyborgNovaError):
+    """A guest cannot be placed NUMA-local to its devices and its NUMA
+    policy is ``required``; ``nodes`` are the host NUMA nodes concerned."""
+
+    def __init__(self, message, nodes=()):
+        self.nodes = tuple(nodes)
+        super().__init__(message)
+
+
+class MdevError(DriverError):
+    """A mediated device (vGPU) could not be created or removed."""
+
+    def __init__(self, message, parent=None, mdev_type=None):
+        self.parent = parent
+        self.mdev_type = mdev_type
+        super().__init__(message)
+
+
+class MdevTypeUnknown(MdevError):
+    """The parent device does not offer the mdev type."""
+
+
+class MdevUnavailable(MdevError):
+    """The parent device has no instance of the mdev type left."""
+
+
+class MdevWriteFailed(MdevError):
+    """The kernel refused the write that creates or removes an mdev."""
+
+
+class NoFreeDevice(CyborgNovaError):
+    """Placement allocated devices the host cannot find free any more."""

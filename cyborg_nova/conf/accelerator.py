@@ -102,7 +102,66 @@ policy_opts = [
              '``accelerator:numa_policy``.'),
 ]
 
-ALL_OPTS = driver_opts + allow_opts + nvidia_opts + policy_opts
+mdev_opts = [
+    cfg.ListOpt(
+        'enabled_mdev_types',
+        default=[],
+        help='Mediated-device (vGPU) types the ``mdev`` driver offers, by '
+             'their sysfs name (``nvidia-222``; ``ls /sys/bus/pci/devices/'
+             '*/mdev_supported_types`` lists them). A device offering one '
+             'of them is reported as a VGPU parent whose capacity is the '
+             'instances of one type: a listed type that already has mdevs '
+             'on the device, else the first listed type it offers (most '
+             'GPUs host one type at a time). Empty, the default, offers no '
+             'vGPUs: GPUs stay whole devices for passthrough. As with '
+             'Nova\'s ``[devices] enabled_mdev_types``, which must not be '
+             'set too, choosing vGPUs is an explicit decision.'),
+]
+
+scheduler_opts = [
+    cfg.FloatOpt(
+        'stranding_weight_multiplier',
+        default=10.0,
+        help='Multiplier of ``AcceleratorStrandingWeigher``: servers that ask '
+             'for no accelerator prefer hosts with fewer free accelerators '
+             '(hosts without any weigh most), so accelerator hosts stay free '
+             'for the servers that need them. As for every Nova weigher, '
+             'weights are normalised to 0..1 over the candidate hosts before '
+             'this multiplier applies; the default 10.0 outweighs Nova\'s '
+             'default RAM, CPU, disk, I/O, PCI and hypervisor-version '
+             'weighers together (1.0 each). Lower it (1.0) to let ordinary '
+             'servers spread onto accelerator hosts when those are most of '
+             'the cloud; 0 turns it off. Overridable per host aggregate with '
+             'the metadata key ``stranding_weight_multiplier``.'),
+    cfg.FloatOpt(
+        'spread_weight_multiplier',
+        default=1.0,
+        help='Multiplier of ``AcceleratorSpreadWeigher``: servers that ask '
+             'for accelerators prefer hosts with more free devices of the '
+             'requested resource classes, discounted by device load (see '
+             '``load_weight``). Positive values spread such servers across '
+             'hosts; a negative value packs them onto the fullest hosts, '
+             'which keeps whole hosts free for large multi-device flavors. '
+             'Give it an absolute value above the sum of the other '
+             'weighers\' multipliers to make it decide. Overridable per '
+             'host aggregate with the metadata key '
+             '``spread_weight_multiplier``.'),
+    cfg.FloatOpt(
+        'load_weight',
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        help='Share of device load in ``AcceleratorSpreadWeigher``: a free '
+             'device counts ``1 - load_weight * load`` (load 0..1, the mean '
+             'of its locality group as the host reports it; unknown counts '
+             'as 0). 0 ignores load and counts free devices only; 1 makes a '
+             'free device of a fully loaded group count for nothing. Raise '
+             'it when devices share what load reveals (a PCIe switch, host '
+             'memory bandwidth, vGPU time slicing).'),
+]
+
+ALL_OPTS = (driver_opts + allow_opts + nvidia_opts + policy_opts +
+            mdev_opts + scheduler_opts)
 
 
 def register_opts(conf):
