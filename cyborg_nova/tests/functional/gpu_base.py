@@ -1,0 +1,110 @@
+"""Functional-test base for GPU hosts: each compute gets a synthetic sysfs
+tree whose GPUs sit on the NUMA nodes the test names, laid out like the
+fake libvirt host's CPUs, and every guest config our driver builds is kept
+and validated against libvirt's own schema."""
+
+import collections
+import os
+import subprocess
+import tempfile
+
+import fixtures
+from nova.tests.fixtures import libvirt as fakelibvirt
+
+from cyborg_nova.tests.fixtures import hosts
+from cyborg_nova.tests.functional import base
+from cyborg_nova.virt_hooks import driver as cn_driver
+
+#: What an operator writes to make our filter available.
+FILTER_PATH = 'cyborg_nova.filters.all_filters'
+WEIGHERS = ['nova.scheduler.weights.all_weighers',
+            'cyborg_nova.weighers.all_weighers']
+
+
+def validate_domain_xml(xml):
+    """Run libvirt's ``virt-xml-validate`` on a domain XML; return its
+    complaint or None."""
+    with tempfile.NamedTemporaryFile('w', suffix='.xml') as f:
+        f.write(xml)
+        f.flush()
+        proc = subprocess.run(['virt-xml-validate', f.name, 'domain'],
+                              capture_output=True, text=True)
+    if proc.returncode:
+        return (proc.stdout + proc.stderr).strip()
+    return None
+
+
+class GPUTestBase(base.AcceleratorTestBase):
+
+    ADDITIONAL_AVAILABLE_FILTERS = [FILTER_PATH]
+    ADDITIONAL_FILTERS = ['AcceleratorNUMAFilter']
+    CPUS_PER_NODE = 4
+
+    def setUp(self):
+        super().setUp()
+        self.guest_configs = collections.defaultdict(list)
+        real = cn_driver.AcceleratedLibvirtDriver._get_guest_config
+        test = self
+
+        def capture(driver, instance, *args, **kwargs):
+            cfg = real(driver, instance, *args, **kwargs)
+            test.guest_configs[instance.uuid].append(cfg)
+            return cfg
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'cyborg_nova.virt_hooks.driver.AcceleratedLibvirtDriver.'
+            '_get_guest_config', capture))
+        self.flags(enabled_drivers=['pci'], group='accelerator')
+
+    def _setup_scheduler_service(self):
+        # Weighers are loaded when the scheduler starts.
+        self.flags(weight_classes=WEIGHERS, group='filter_scheduler')
+        return super()._setup_scheduler_service()
+
+    def start_gpu_compute(self, hostname, gpu_nodes, nodes=2,
+                          cpus_per_node=None, kB_mem=16 * 1024 * 1024):
+        """Start a compute with GPUs on the given NUMA nodes (a list, one
+        entry per GPU)."""
+        cpus_per_node = cpus_per_node or self.CPUS_PER_NODE
+        root = os.path.join(self.useFixture(fixtures.TempDir()).path, 'sys')
+        os.makedirs(root)
+        hosts.gpu_host(root, gpu_nodes, cpus_per_node=cpus_per_node,
+                       nodes=nodes)
+        self.flags(sysfs_root=root, group='accelerator')
+        info = fakelibvirt.HostInfo(
+            cpu_nodes=nodes, cpu_sockets=1, cpu_cores=cpus_per_node,
+            cpu_threads=1, kB_mem=kB_mem)
+        return self.start_compute(hostname, host_info=info)
+
+    def gpu_flavor(self, gpus=1, vcpus=2, memory_mb=1024, **extra):
+        specs = {'resources:PGPU': str(gpus)} if gpus else {}
+        specs.update(extra)
+        return self._create_flavor(vcpu=vcpus, memory_mb=memory_mb,
+                                   extra_spec=specs)
+
+    def last_config(self, server):
+        configs = self.guest_configs[server['id']]
+        self.assertTrue(configs, 'no guest config was built')
+        cfg = configs[-1]
+        problem = validate_domain_xml(cfg.to_xml())
+        self.assertIsNone(problem, 'virt-xml-validate refused the XML')
+        return cfg
+
+    def hostdev_addresses(self, cfg):
+        from cyborg_nova.virt_hooks import guest_devices
+        return guest_devices.pci_addresses_in_config(cfg)
+
+    def gpu_usage(self, hostname):
+        """``{provider name: used PGPU}`` of a host's GPU providers."""
+        rp_uuid = self.compute_rp_uuids[hostname]
+        tree = self.placement.get(
+            '/resource_providers?in_tree=%s' % rp_uuid,
+            version='1.14').body['resource_providers']
+        usage = {}
+        for rp in tree:
+            if rp['uuid'] == rp_uuid:
+                continue
+            used = self.placement.get(
+                '/resource_providers/%s/usages' % rp['uuid']).body['usages']
+            usage[rp['name']] = used.get('PGPU', 0)
+        return usage

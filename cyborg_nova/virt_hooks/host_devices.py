@@ -1,0 +1,148 @@
+"""The accelerators of one compute host, and which guest holds which.
+
+What guests hold is read from libvirt (the hostdevs in every defined
+domain), so it is true after a nova-compute restart without any state of
+our own; devices picked for a spawn in progress are held in memory until
+their domain exists.  Discovery runs the enabled drivers (see
+:mod:`cyborg_nova.discovery`) and is refreshed at every periodic resource
+update, so a device that vanished or turned unhealthy is seen within one
+period.
+"""
+
+import logging
+import threading
+
+from cyborg_nova import discovery
+from cyborg_nova import errors
+from cyborg_nova.policy import device_pick
+from cyborg_nova.policy import inventory
+from cyborg_nova.policy import request as request_mod
+
+LOG = logging.getLogger(__name__)
+
+
+class HostDevices(object):
+
+    def __init__(self, conf, nvml=None, drivers=None, sysfs_root=None):
+        self.conf = conf
+        self._nvml = nvml
+        self._drivers = drivers
+        self._sysfs_root = sysfs_root or conf.accelerator.sysfs_root
+        self._lock = threading.RLock()
+        self._pending = {}        # instance uuid -> [address], mid-spawn
+        self.result = None        # last discovery.Discovery
+
+    # -- discovery -------------------------------------------------------
+
+    def refresh(self):
+        """Rediscover the host's devices; return the Discovery."""
+        ctx = discovery.make_context(self.conf, sysfs_root=self._sysfs_root,
+                                     nvml=self._nvml)
+        result = discovery.discover(ctx, drivers=self._drivers)
+        if self._drivers is None:
+            # Keep the loaded driver objects: reloading entry points at
+            # every periodic update is wasted work.
+            self._drivers = dict(result.drivers)
+        for name, why in sorted(result.failures.items()):
+            LOG.warning('Accelerator driver %s skipped: %s', name, why)
+        with self._lock:
+            self.result = result
+        return result
+
+    @property
+    def devices(self):
+        if self.result is None:
+            self.refresh()
+        return self.result.devices
+
+    def by_address(self):
+        return {d.address: d for d in self.devices}
+
+    def driver_for(self, device):
+        return self.result.drivers.get(device.driver)
+
+    # -- who holds what --------------------------------------------------
+
+    def held(self, guests):
+        """Addresses held by guests or by spawns in progress.
+
+        *guests* maps instance uuid -> addresses found in its libvirt
+        domain.
+        """
+        with self._lock:
+            addresses = set()
+            for addrs in guests.values():
+                addresses.update(addrs)
+            for addrs in self._pending.values():
+                addresses.update(addrs)
+            return addresses
+
+    def groups(self, guests):
+        return inventory.locality_groups(self.devices, self.held(guests))
+
+    def groups_by_provider(self, root_uuid):
+        """``{provider uuid: (suffix, [Device])}`` of every group."""
+        grouped = {}
+        for dev in self.devices:
+            key = inventory.group_key(dev)
+            uuid = inventory.provider_uuid(root_uuid, key.suffix)
+            grouped.setdefault(uuid, (key.suffix, []))[1].append(dev)
+        return grouped
+
+    # -- claims ----------------------------------------------------------
+
+    def claim(self, instance_uuid, allocations, root_uuid, guests):
+        """Pick the devices Placement allocated to an instance on this host.
+
+        *allocations* is ``{provider uuid: {'resources': {rc: n}}}``.  The
+        picked addresses are held until :meth:`settle` or :meth:`release`.
+        Returns the devices, in a stable order.  Raises NoFreeDevice when
+        the host cannot honour the allocation (nothing is held then).
+        """
+        groups = self.groups_by_provider(root_uuid)
+        with self._lock:
+            self._pending.pop(instance_uuid, None)
+            held = self.held({u: a for u, a in guests.items()
+                              if u != instance_uuid})
+            own = set(guests.get(instance_uuid, ()))
+            chosen = []
+            for rp_uuid, alloc in sorted((allocations or {}).items()):
+                if rp_uuid not in groups:
+                    continue
+                suffix, devs = groups[rp_uuid]
+                count = sum(alloc.get('resources', {}).values())
+                # Devices the guest already holds (a rebuild, a retried
+                # spawn) count first.
+                mine = [d for d in devs if d.address in own][:count]
+                rest = device_pick.pick(
+                    devs, count - len(mine),
+                    held | own | {d.address for d in chosen},
+                    group_name=suffix)
+                chosen.extend(mine + rest)
+            unknown = [rp for rp, alloc in (allocations or {}).items()
+                       if rp not in groups and _is_accelerator(alloc)]
+            if unknown:
+                raise errors.NoFreeDevice(
+                    'Placement allocated accelerators from provider(s) %s '
+                    'that this host does not report (a device group '
+                    'vanished); the next inventory update corrects '
+                    'Placement, retry the request then'
+                    % ', '.join(sorted(unknown)))
+            self._pending[instance_uuid] = [d.address for d in chosen]
+            return chosen
+
+    def pending(self, instance_uuid):
+        with self._lock:
+            return list(self._pending.get(instance_uuid, ()))
+
+    def settle(self, instance_uuid):
+        """The instance's domain now holds its devices."""
+        with self._lock:
+            self._pending.pop(instance_uuid, None)
+
+    release = settle
+
+
+def _is_accelerator(alloc):
+    return any(request_mod.is_accelerator_class(rc)
+               for rc in alloc.get('resources', {}))
