@@ -3,8 +3,9 @@
 A *device driver* knows one kind of accelerator on a compute host, following
 the 2017 Cyborg driver design:
 
-* ``discover()``  - the devices it manages, as :class:`~cyborg_nova.device.Device`
-  objects (never raises for one bad device: it records the reason on it);
+* ``discover()`` - the devices it manages, as
+  :class:`~cyborg_nova.device.Device` objects (never raises for one bad
+  device: it records the reason on it);
 * ``health(device)`` and ``utilization(device)`` - fresh readings;
 * ``setup(device)`` / ``uninstall(device)`` - host-side preparation and
   cleanup (bind to vfio-pci, create or remove mdevs, reset between tenants);
@@ -88,7 +89,7 @@ class AcceleratorDriver(metaclass=abc.ABCMeta):
         """Return what the guest needs for this device."""
 
     def detach(self, device: device_mod.Device, instance_uuid: str) -> None:
-        """Undo :meth:`attach` on the host side (the guest side is libvirt's)."""
+        """Undo :meth:`attach` on the host side (libvirt does the guest's)."""
 
 
 class TuningDriver(metaclass=abc.ABCMeta):

@@ -16,6 +16,7 @@ CLASS_PREFIX_RESOURCE_CLASSES = (
     ('1200', orc.FPGA),      # processing accelerator
 )
 
+
 def custom_name(*parts):
     """``custom_name('pci', '10de')`` -> ``'CUSTOM_PCI_10DE'``."""
     return os_traits.normalize_name('_'.join(str(p) for p in parts))

@@ -43,7 +43,7 @@ class SysfsHost(object):
             return f.read(65536)
 
     def _attr(self, dev_dir, name, parser, errors, optional=False):
-        """Parse attribute *name* of *dev_dir*; record a failure in *errors*."""
+        """Parse attribute *name* of *dev_dir*; failures go to *errors*."""
         path = os.path.join(dev_dir, name)
         try:
             raw = self.read(path)

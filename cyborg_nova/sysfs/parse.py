@@ -2,8 +2,8 @@
 
 Each takes the raw text of one attribute and returns a value, or raises
 :class:`ValueError` with a message that names the value and says what was
-expected.  The caller adds the path (see :class:`cyborg_nova.errors.SysfsError`).
-CPU lists and PCI addresses are parsed by Nova's own functions.
+expected; the caller adds the path.  CPU lists and PCI addresses are
+parsed by Nova's own functions.
 """
 
 import re
@@ -18,7 +18,7 @@ MAX_CPU_ID = 8191
 #: NUMA node ids above this are corrupt (CONFIG_NODES_SHIFT is at most 10).
 MAX_NUMA_NODE = 1023
 
-_CPULIST_RE = re.compile(r'^\d+(-\d+)?(,\d+(-\d+)?)*$')
+_CPULIST_RE = re.compile(r'^\d{1,9}(-\d{1,9})?(,\d{1,9}(-\d{1,9})?)*$', re.A)
 _HEX_RE = re.compile(r'^(0x)?[0-9a-fA-F]+$')
 
 
@@ -39,7 +39,7 @@ def hex_id(text, digits=4):
     if not _HEX_RE.match(value):
         raise ValueError('%r is not a hexadecimal id' % value)
     number = int(value, 16)
-    if number >= 16 ** digits:
+    if len(value.lower().removeprefix('0x')) > digits:
         raise ValueError('%r is longer than %d hexadecimal digits'
                          % (value, digits))
     return '%0*x' % (digits, number)

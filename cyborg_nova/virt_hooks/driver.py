@@ -23,10 +23,10 @@ re-exports this class.  What it adds to Nova's libvirt driver:
 
 import copy
 
-import nova.conf
+from nova import conf as nova_conf
 from nova import context as nova_context
-from nova.virt.libvirt import driver as libvirt_driver
 from nova import objects
+from nova.virt.libvirt import driver as libvirt_driver
 from oslo_log import log as logging
 
 from cyborg_nova import conf as cn_conf
@@ -39,7 +39,7 @@ from cyborg_nova.policy import request as request_mod
 from cyborg_nova.virt_hooks import guest_devices
 from cyborg_nova.virt_hooks import host_devices
 
-CONF = nova.conf.CONF
+CONF = nova_conf.CONF
 LOG = logging.getLogger(__name__)
 
 # Register at import time as well, so that the options exist before Nova's
