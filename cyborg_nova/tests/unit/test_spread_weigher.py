@@ -1,0 +1,96 @@
+"""Servers with accelerators spread by free, idle devices:
+``cyborg_nova.weighers.spread``."""
+
+import testscenarios
+
+from nova import objects
+from nova.scheduler import weights
+from nova import test
+
+from cyborg_nova.tests.unit import test_accelerator_filter as h
+from cyborg_nova.weighers import spread
+
+
+def gpus(count, node=0, load=None, start=0, **kw):
+    return [h.gpu('0000:%02x:00.0' % (3 + start + i), node, load=load, **kw)
+            for i in range(count)]
+
+
+class SpreadWeightTest(testscenarios.WithScenarios, test.NoDBTestCase):
+    """The raw weight of one host (before Nova normalises)."""
+
+    scenarios = [
+        ('free devices of the requested class count one each',
+         dict(devices=gpus(3), weight=3.0)),
+        ('devices in use do not count',
+         dict(devices=gpus(3), in_use=['0000:03:00.0'], weight=2.0)),
+        ('unhealthy devices do not count',
+         dict(devices=gpus(2) + gpus(1, start=5, healthy=False),
+              weight=2.0)),
+        ('a free device of a fully loaded group counts half by default',
+         dict(devices=gpus(2, load=100.0), weight=1.0)),
+        ('load weight 0 ignores load',
+         dict(devices=gpus(2, load=100.0), load_weight=0.0, weight=2.0)),
+        ('load weight 1 makes a fully loaded group count nothing',
+         dict(devices=gpus(2, load=100.0) + gpus(1, node=1, start=8),
+              load_weight=1.0, weight=1.0)),
+        ('unknown load counts as idle',
+         dict(devices=gpus(2), load_weight=1.0, weight=2.0)),
+        ('only the requested classes count',
+         dict(devices=gpus(2) + gpus(4, start=8, resource_class='VGPU',
+                                     product='1eb8'),
+              weight=2.0)),
+        ('groups of every node count',
+         dict(devices=gpus(2) + gpus(2, node=1, start=8, load=50.0),
+              weight=2.0 + 2 * 0.75)),
+        ('ordinary server -> spread weigher is neutral',
+         dict(devices=gpus(4), specs={}, weight=0.0)),
+        ('host without accelerators weighs nothing',
+         dict(devices=[], weight=0.0)),
+    ]
+
+    in_use = ()
+    load_weight = None
+    specs = h.ONE_GPU
+
+    def test_weight(self):
+        if self.load_weight is not None:
+            self.flags(load_weight=self.load_weight, group='accelerator')
+        host = h.make_host(devices=self.devices, in_use=self.in_use)
+        weigher = spread.AcceleratorSpreadWeigher()
+        self.assertAlmostEqual(
+            self.weight,
+            weigher._weigh_object(host, h.make_spec(self.specs)))
+
+
+class SpreadRankingTest(test.NoDBTestCase):
+
+    def ranked(self, hosts, extra_specs=h.ONE_GPU):
+        handler = weights.HostWeightHandler()
+        weighed = handler.get_weighed_objects(
+            [spread.AcceleratorSpreadWeigher()], hosts,
+            h.make_spec(extra_specs))
+        return [(w.obj.host, w.weight) for w in weighed]
+
+    def hosts(self, aggregates=()):
+        return [h.make_host('one', devices=gpus(1), aggregates=aggregates),
+                h.make_host('four', devices=gpus(4), aggregates=aggregates),
+                h.make_host('four-busy', devices=gpus(4, load=80.0),
+                            aggregates=aggregates)]
+
+    def test_more_free_idle_devices_weigh_more(self):
+        self.assertEqual(['four', 'four-busy', 'one'],
+                         [name for name, _ in self.ranked(self.hosts())])
+
+    def test_negative_multiplier_packs(self):
+        self.flags(spread_weight_multiplier=-1.0, group='accelerator')
+        self.assertEqual(['one', 'four-busy', 'four'],
+                         [name for name, _ in self.ranked(self.hosts())])
+
+    def test_aggregate_overrides_multiplier(self):
+        agg = objects.Aggregate(id=1, name='pack', hosts=[],
+                                metadata={'spread_weight_multiplier': '-2'})
+        ranked = self.ranked(self.hosts(aggregates=[agg]))
+        self.assertEqual(['one', 'four-busy', 'four'],
+                         [name for name, _ in ranked])
+        self.assertEqual(-2.0, ranked[-1][1])
