@@ -1,0 +1,48 @@
+"""Which devices an instance holds, recorded on the instance itself.
+
+The record lives in ``instance.system_metadata``, one key per compute node
+(``cyborg_nova_devices:<nodename>`` = comma-separated PCI addresses), so a
+resize or migration keeps the source host's devices known until the move is
+confirmed or reverted, and every rebuild of the guest XML on a host (hard
+reboot, host reboot, rebuild, unshelve) puts back what that host gave it.
+
+:func:`instance_lock` is the lock that nova-compute's accelerator work and
+``cyborg-nova attach/detach`` both take for one instance: an external
+(file) lock, since the command runs in another process.
+"""
+
+from oslo_concurrency import lockutils
+
+PREFIX = 'cyborg_nova_devices:'
+
+
+def key(nodename):
+    return PREFIX + nodename
+
+
+def devices_on(instance, nodename):
+    """Addresses recorded for *instance* on *nodename*."""
+    value = instance.system_metadata.get(key(nodename), '')
+    return [a for a in value.split(',') if a]
+
+
+def record(instance, nodename, addresses):
+    """Record (or, with no addresses, forget) the instance's devices on a
+    node.  The caller saves the instance (Nova's compute manager saves it
+    after every operation that calls the driver)."""
+    if addresses:
+        instance.system_metadata[key(nodename)] = ','.join(addresses)
+    else:
+        instance.system_metadata.pop(key(nodename), None)
+
+
+def nodes_of(instance):
+    """Nodes with a device record for *instance*."""
+    return sorted(k[len(PREFIX):] for k in instance.system_metadata
+                  if k.startswith(PREFIX))
+
+
+def instance_lock(instance_uuid, lock_path=None):
+    """The per-instance lock shared with ``cyborg-nova attach/detach``."""
+    return lockutils.lock('cyborg-nova-instance-%s' % instance_uuid,
+                          external=True, lock_path=lock_path)
