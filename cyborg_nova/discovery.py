@@ -49,6 +49,8 @@ def load_drivers(context, names, failures):
 
     def on_missing(missing):
         for name in missing:
+            if name in failures:    # stevedore counts failed loads as missing
+                continue
             failures[name] = (
                 'no such driver in the %s entry-point namespace; check '
                 '[accelerator] enabled_drivers or install the package that '
@@ -80,7 +82,7 @@ def discover(context, names=None, drivers=None):
         if drv.tuning:
             continue
         try:
-            found = drv.discover()
+            found = list(drv.discover())
         except Exception as exc:   # one driver never stops the others
             failures[name] = 'discovery failed: %s' % exc
             LOG.warning('Accelerator driver %s failed to discover and is '
@@ -88,6 +90,7 @@ def discover(context, names=None, drivers=None):
                         exc_info=not isinstance(exc, errors.CyborgNovaError))
             continue
         for dev in found:
+            dev.driver = name          # the plugin name, as the contract says
             held = chosen.get(dev.address)
             if held is None or (drv.specificity >
                                 drivers[held.driver].specificity):

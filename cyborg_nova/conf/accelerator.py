@@ -165,8 +165,13 @@ ALL_OPTS = (driver_opts + allow_opts + nvidia_opts + policy_opts +
 
 
 def register_opts(conf):
-    conf.register_group(accelerator_group)
-    conf.register_opts(ALL_OPTS, group=accelerator_group)
+    # A group object of its own per config object: oslo.config keeps
+    # overrides on the group, so sharing one would leak them between
+    # config objects.
+    group = cfg.OptGroup(GROUP, title=accelerator_group.title,
+                         help=accelerator_group.help)
+    conf.register_group(group)
+    conf.register_opts(ALL_OPTS, group=group)
 
 
 def list_opts():

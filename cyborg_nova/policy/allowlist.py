@@ -15,7 +15,8 @@ class Allowlist:
     @classmethod
     def from_options(cls, classes, devices, denied):
         return cls(
-            classes=tuple(c.lower().replace('0x', '') for c in classes),
+            classes=tuple(filter(None, (c.lower().replace('0x', '')
+                                        for c in classes))),
             devices=tuple(d.lower().replace('0x', '') for d in devices),
             denied=tuple(a.lower() for a in denied))
 

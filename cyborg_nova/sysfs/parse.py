@@ -20,6 +20,9 @@ MAX_NUMA_NODE = 1023
 
 _CPULIST_RE = re.compile(r'^\d{1,9}(-\d{1,9})?(,\d{1,9}(-\d{1,9})?)*$', re.A)
 _HEX_RE = re.compile(r'^(0x)?[0-9a-fA-F]+$')
+_INT_RE = re.compile(r'-?[0-9]{1,18}', re.A)
+#: A CPU list naming more CPUs than this (counting repeats) is corrupt.
+MAX_CPULIST_CPUS = 4 * (MAX_CPU_ID + 1)
 
 
 def _clean(text):
@@ -53,10 +56,9 @@ def pci_class(text):
 def numa_node(text):
     """``'1'`` -> 1; ``'-1'`` (the kernel does not know) -> None."""
     value = _clean(text)
-    try:
-        node = int(value, 10)
-    except ValueError:
+    if not _INT_RE.fullmatch(value):
         raise ValueError('%r is not a NUMA node number' % value)
+    node = int(value, 10)
     if node == -1:
         return None
     if node < 0 or node > MAX_NUMA_NODE:
@@ -76,6 +78,13 @@ def cpulist(text):
     if max(numbers) > MAX_CPU_ID:
         raise ValueError('%r names CPU %d, above the kernel limit of %d'
                          % (value, max(numbers), MAX_CPU_ID))
+    named = 0
+    for part in value.split(','):
+        first, _, last = part.partition('-')
+        named += int(last or first) - int(first) + 1
+    if named > MAX_CPULIST_CPUS:
+        raise ValueError('%r names %d CPUs, more than a host can have'
+                         % (value[:60], named))
     try:
         cpus = hardware.parse_cpu_spec(value)
     except nova_exception.Invalid as exc:
@@ -88,9 +97,14 @@ def pci_address(text):
     value = _clean(text).lower()
     try:
         domain, bus, slot, func = pci_utils.parse_address(value)
+        address = pci_utils.get_pci_address(domain, bus, slot, func)
     except nova_exception.PciDeviceWrongAddressFormat:
+        address = None
+    # Nova's pattern is lenient (any character for the dot, any Unicode
+    # digit): insist on the canonical ASCII form.
+    if address != value or not value.isascii():
         raise ValueError('%r is not a PCI address like 0000:3b:00.0' % value)
-    return pci_utils.get_pci_address(domain, bus, slot, func)
+    return address
 
 
 def is_pci_address(text):
@@ -107,10 +121,9 @@ def word_list(text):
 
 def integer(text, minimum=0):
     value = _clean(text)
-    try:
-        number = int(value, 10)
-    except ValueError:
+    if not _INT_RE.fullmatch(value):
         raise ValueError('%r is not an integer' % value)
+    number = int(value, 10)
     if number < minimum:
         raise ValueError('%r is below %d' % (value, minimum))
     return number
