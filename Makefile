@@ -53,8 +53,6 @@ TEST_ENV := \
 CONCURRENCY ?= 2
 STESTR := $(TEST_ENV) tools/run-stestr.sh $(VENV) --concurrency $(CONCURRENCY)
 
-FIXTURE_SYSFS := $(wildcard cyborg_nova/tests/fixtures/hosts/*/sys)
-
 .PHONY: help sysdeps venv pkg test unit functional demo bench pep8 \
     genconfig docs clean distclean
 
@@ -64,7 +62,7 @@ help:
 	@echo 'make test        sysdeps + venv, then unit and functional tests'
 	@echo 'make unit        unit tests only'
 	@echo 'make functional  Nova functional tests only'
-	@echo 'make demo        cyborg-nova discover on this host and on the fixtures'
+	@echo 'make demo        an embedded cloud: cyborg-nova vs stock Nova on GPU hosts'
 	@echo 'make bench       scheduler benchmarks'
 	@echo 'make pep8        flake8 with hacking'
 	@echo 'make genconfig   regenerate etc/cyborg-nova/cyborg-nova.conf.sample'
@@ -125,13 +123,13 @@ unit: venv
 functional: venv
 	@$(STESTR) cyborg_nova.tests.functional
 
-demo: venv
-	@echo '==> cyborg-nova discover (this host)'
+# make demo DEMO_ARGS='--cpu-allocation-ratio 1.0' (see --help).
+DEMO_ARGS ?=
+demo: sysdeps venv
+	@$(TEST_ENV) $(VPY) -m cyborg_nova.demo $(DEMO_ARGS)
+	@echo
+	@echo '==> cyborg-nova discover (the accelerators of this machine)'
 	@$(VENV)/bin/cyborg-nova discover
-	@for root in $(FIXTURE_SYSFS); do \
-	    echo "==> cyborg-nova discover --sysfs-root $$root"; \
-	    $(VENV)/bin/cyborg-nova discover --sysfs-root "$$root"; \
-	done
 
 bench: venv
 	@if [[ -e cyborg_nova/tests/bench.py || \
