@@ -57,7 +57,7 @@ allow_opts = [
              '(PGPU for GPUs, FPGA for processing accelerators, PCI_DEVICE '
              'otherwise); for example ``1172:*:FPGA`` is written '
              '``1172\\:*:FPGA``. Values must be standard resource classes '
-             'or CUSTOM_ ones.'),
+             'or ``CUSTOM_*`` ones.'),
     cfg.BoolOpt(
         'require_iommu',
         default=True,
