@@ -241,9 +241,7 @@ class PciAddressTest(testtools.TestCase):
 
     def test_is_not_pci_address_in_other_digits(self):
         text = '\u0660' * 4 + ':3b:00.0'
-        self.expectFailure('Nova\'s PCI address pattern takes any Unicode '
-                           'digit', self.assertFalse,
-                           parse.is_pci_address(text), text)
+        self.assertFalse(parse.is_pci_address(text), text)
 
 
 class BoundedCostTest(testtools.TestCase):
@@ -285,8 +283,7 @@ class BoundedCostTest(testtools.TestCase):
             cpus = ()
         elapsed = time.monotonic() - start
         self.assertLessEqual(len(cpus), parse.MAX_CPU_ID + 1)
-        self.expectFailure('cpulist() expands every range before merging',
-                           self.assertLess, elapsed, 0.1)
+        self.assertLess(elapsed, 0.1)
 
 
 # -- property: a value or a ValueError naming it, for anything -------------
