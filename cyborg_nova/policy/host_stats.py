@@ -6,6 +6,11 @@ Nova stores it in ``ComputeNode.stats`` and the scheduler sees it as
 compact JSON string under :data:`STATS_KEY`.  Decoding is cached on the
 string itself: the scheduler decodes each host's summary once per change,
 not once per request.
+
+Compatibility: ``groups`` rows keep their seven fields; facts added later
+go in keys of their own, aligned with ``groups`` (``islands``: each group's
+largest free link island), which older schedulers ignore and which decode
+as None when an older compute does not send them.
 """
 
 import dataclasses
@@ -28,6 +33,8 @@ class GroupSummary:
     free: int
     reserved: int            # unhealthy or no longer assignable
     load: float | None       # percent, mean of the group's devices
+    #: Most free devices in one link island (None: the host does not say).
+    largest_free_island: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +64,11 @@ def encode(groups):
              g.free, g.reserved,
              None if g.load is None else round(g.load, 1)]
             for g in groups]
-    return {STATS_KEY: json.dumps({'v': _FORMAT, 'groups': rows},
-                                  separators=(',', ':'))}
+    islands = [getattr(g, 'largest_free_island', None) for g in groups]
+    data = {'v': _FORMAT, 'groups': rows}
+    if any(n is not None for n in islands):
+        data['islands'] = islands
+    return {STATS_KEY: json.dumps(data, separators=(',', ':'))}
 
 
 def decode(stats):
@@ -81,7 +91,12 @@ def _decode(text):
         data = json.loads(text)
         if data.get('v') != _FORMAT:
             return EMPTY
-        return HostSummary(tuple(GroupSummary(*row)
-                                 for row in data['groups']))
+        rows = data['groups']
+        islands = data.get('islands')
+        if not isinstance(islands, list) or len(islands) != len(rows):
+            islands = [None] * len(rows)
+        return HostSummary(tuple(
+            GroupSummary(*row, largest_free_island=island)
+            for row, island in zip(rows, islands)))
     except (ValueError, TypeError, KeyError, AttributeError):
         return EMPTY

@@ -17,6 +17,7 @@ import dataclasses
 import uuid
 
 from cyborg_nova.policy import classify
+from cyborg_nova.policy import topology
 
 #: Namespace of the provider UUIDs (uuid5 of root provider uuid + key), so
 #: that the compute host and the scheduler agree on them without talking.
@@ -46,6 +47,10 @@ class LocalityGroup:
     reserved: int            # unhealthy or no longer assignable, in use
     in_use: int
     load: float | None       # mean load of the group's devices, percent
+    #: Most free devices in one link island (NVLink island or PCIe switch):
+    #: what a request with ``accelerator:link_policy=strict`` may take.
+    #: None: not known (a group built by older code).
+    largest_free_island: int | None = None
 
     @property
     def total(self):
@@ -75,9 +80,11 @@ def locality_groups(devices, in_use=()):
     """Group the devices a host may offer.
 
     *in_use* holds the addresses guests hold now.  A device is offered when
-    it is assignable, or when a guest holds it (it then counts as reserved
-    if it is unhealthy or no longer assignable, so it is not handed out
-    again but its guest's allocation stays valid).
+    it is assignable, or when a guest holds it.  A free device that is
+    unhealthy or no longer assignable is *reserved*; a held one is counted
+    by its guest's allocation alone (reserving it too would take a second
+    slot of the group and keep a healthy free device from being scheduled),
+    and becomes reserved when its guest lets it go.
     """
     in_use = set(in_use)
     grouped = {}
@@ -93,19 +100,21 @@ def locality_groups(devices, in_use=()):
         for d in devs:
             traits |= set(d.traits)
         traits.add(classify.custom_name('ACCEL_GROUP'))
-        reserved = sum(1 for d in devs
-                       if not d.healthy or not d.assignable)
+        reserved = sum(1 for d in devs if d.address not in in_use
+                       and (not d.healthy or not d.assignable))
         loads = [d.utilization.load for d in devs
                  if d.utilization is not None
                  and d.utilization.load is not None]
+        free = [d for d in devs if d.address not in in_use
+                and d.healthy and d.assignable]
         groups.append(LocalityGroup(
             key=key,
             devices=[d.address for d in devs],
             traits=frozenset(traits),
             reserved=reserved,
-            in_use=sum(1 for d in devs if d.address in in_use
-                       and d.healthy and d.assignable),
-            load=(sum(loads) / len(loads)) if loads else None))
+            in_use=sum(1 for d in devs if d.address in in_use),
+            load=(sum(loads) / len(loads)) if loads else None,
+            largest_free_island=topology.largest_free_island(free)))
     return groups
 
 

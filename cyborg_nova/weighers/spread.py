@@ -13,6 +13,14 @@ to 0..100), ``load_weight`` is ``[accelerator] load_weight`` (0..1, default
 without accelerators get 0 from this weigher (see
 :mod:`cyborg_nova.weighers.stranding`).
 
+A request group asking for *k* > 1 devices of a class is best served from
+one link island (NVLink island or PCIe switch): when the largest free
+island of the host's groups of that class holds *i* < *k* devices, the
+weight is multiplied by *i*/*k* (divided, when a negative multiplier
+packs), so a host that can only serve the request with a worse topology
+ranks below an equal host that can serve it within one island.  A host
+that does not report islands is not discounted.
+
 The multiplier is ``[accelerator] spread_weight_multiplier`` (default 1.0,
 overridable per host aggregate with the metadata key
 ``spread_weight_multiplier``); a negative multiplier packs such servers
@@ -65,10 +73,34 @@ class AcceleratorSpreadWeigher(weights.BaseHostWeigher):
             load = min(100.0, max(0.0, group.load or 0.0))
             weight += group.free * (1.0 - load_weight * load / 100.0)
             free += group.free
+        fit = _island_fit(wanted, summary)
+        if fit < 1.0:
+            # Packing (a negative multiplier) prefers low weights: a poor
+            # fit must then raise the weight.
+            if self.weight_multiplier(host_state) >= 0:
+                weight *= fit
+            else:
+                weight /= fit
         LOG.debug('%(host)s: spread weight %(weight).2f: %(free)d free '
                   'devices of %(classes)s, discounted by load (load_weight '
-                  '%(load_weight)s)',
+                  '%(load_weight)s) and by link islands (x%(fit).2f)',
                   {'host': host_state, 'weight': weight, 'free': free,
                    'classes': ','.join(sorted(wanted.resources)),
-                   'load_weight': load_weight})
+                   'load_weight': load_weight, 'fit': fit})
         return weight
+
+
+def _island_fit(wanted, summary):
+    """min over the multi-device request groups of (largest free island of
+    the host for the class / devices asked), at most 1."""
+    fit = 1.0
+    for counts in wanted.groups.values():
+        for resource_class, count in counts.items():
+            if count < 2:
+                continue
+            islands = [g.largest_free_island for g in summary.groups
+                       if g.resource_class == resource_class and g.free]
+            if not islands or None in islands:
+                continue
+            fit = min(fit, min(1.0, max(islands) / count))
+    return fit

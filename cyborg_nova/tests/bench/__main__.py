@@ -19,7 +19,8 @@ import sys
 import time
 
 PACKAGE = 'cyborg_nova.tests.bench'
-MODULES = ('bench_scheduler', 'bench_discovery', 'bench_nvml')
+MODULES = ('bench_scheduler', 'bench_discovery', 'bench_nvml',
+           'bench_multi_gpu', 'bench_races')
 
 
 def module_name(name):

@@ -94,3 +94,49 @@ class SpreadRankingTest(test.NoDBTestCase):
         self.assertEqual(['one', 'four-busy', 'four'],
                          [name for name, _ in ranked])
         self.assertEqual(-2.0, ranked[-1][1])
+
+
+class LinkIslandWeightTest(test.NoDBTestCase):
+    """A multi-device request weighs a host by how much of it one free link
+    island can hold."""
+
+    def setUp(self):
+        super().setUp()
+        from cyborg_nova.tests.unit import test_topology as machines
+        self.machines = machines
+
+    def weight(self, devices, specs, in_use=()):
+        host = h.make_host(devices=devices, in_use=in_use)
+        return spread.AcceleratorSpreadWeigher()._weigh_object(
+            host, h.make_spec(specs))
+
+    def test_two_gpus_on_a_host_with_a_free_switch_pair_count_fully(self):
+        self.assertAlmostEqual(4.0, self.weight(
+            self.machines.pcie_server(), {'resources:PGPU': '2'}))
+
+    def test_two_gpus_without_a_free_island_count_half(self):
+        # One GPU free behind each switch: 2 free, islands of 1.
+        self.assertAlmostEqual(1.0, self.weight(
+            self.machines.pcie_server(), {'resources:PGPU': '2'},
+            in_use=[self.machines.A1, self.machines.C1]))
+
+    def test_one_gpu_is_not_discounted(self):
+        self.assertAlmostEqual(2.0, self.weight(
+            self.machines.pcie_server(), {'resources:PGPU': '1'},
+            in_use=[self.machines.A1, self.machines.C1]))
+
+    def test_ranking_island_host_first(self):
+        island = h.make_host('island', devices=self.machines.pcie_server(),
+                             in_use=[self.machines.C1, self.machines.C2])
+        scattered = h.make_host(
+            'scattered', devices=self.machines.pcie_server(),
+            in_use=[self.machines.A1, self.machines.C1])
+        handler = weights.HostWeightHandler()
+        # Spreading or packing, two equally free hosts: the island first.
+        for multiplier in (1.0, -1.0):
+            self.flags(spread_weight_multiplier=multiplier,
+                       group='accelerator')
+            weighed = handler.get_weighed_objects(
+                [spread.AcceleratorSpreadWeigher()], [scattered, island],
+                h.make_spec({'resources:PGPU': '2'}))
+            self.assertEqual('island', weighed[0].obj.host, multiplier)
