@@ -13,18 +13,30 @@ re-exports this class.  What it adds to Nova's libvirt driver:
 * ``_get_host_numa_topology``: NUMA markers so Nova's own claim puts a
   dedicated-CPU guest on its devices' node
   (:mod:`cyborg_nova.policy.numa_affinity`);
-* ``spawn``: picks the devices Placement allocated on this host;
-* ``_get_guest_config``: puts them in the guest and, for a shared-CPU
-  guest, its vCPUs and memory on their NUMA node.  Every path that builds
-  guest XML goes through it (spawn, hard reboot, resume on host boot,
-  rebuild, finish_migration, unshelve);
-* ``cleanup``: resets the devices a deleted guest held.
+* ``spawn`` (boot, rebuild, unshelve, evacuate) and ``finish_migration``
+  (resize, cold migration): pick the devices Placement allocated on this
+  host and record them on the instance, one record per compute node
+  (:mod:`cyborg_nova.virt_hooks.instance_record`);
+* ``_get_guest_config``: puts the recorded devices in the guest and, for a
+  shared-CPU guest, its vCPUs and memory on their NUMA node.  Every path
+  that builds guest XML goes through it (spawn, hard reboot, start, resume
+  on host boot, rebuild, finish_migration, revert, unshelve);
+* ``cleanup``, ``confirm_migration``: reset and release the devices a
+  guest gave up; ``finish_revert_migration`` gives a reverted guest its old
+  devices back;
+* ``check_can_live_migrate_source``: refuses to live-migrate a server
+  holding passthrough devices.
 """
 
+import contextlib
 import copy
+import threading
 
+from nova.compute import task_states
+from nova.compute import vm_states
 from nova import conf as nova_conf
 from nova import context as nova_context
+from nova import exception as nova_exception
 from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_log import log as logging
@@ -37,7 +49,10 @@ from cyborg_nova.policy import numa_affinity
 from cyborg_nova.policy import numa_fit
 from cyborg_nova.policy import request as request_mod
 from cyborg_nova.virt_hooks import guest_devices
+from cyborg_nova.virt_hooks import health_report
 from cyborg_nova.virt_hooks import host_devices
+from cyborg_nova.virt_hooks import instance_record
+from cyborg_nova.virt_hooks import reconcile
 
 CONF = nova_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -47,10 +62,6 @@ LOG = logging.getLogger(__name__)
 # instantiated).  register_opts is idempotent for the same option objects.
 cn_conf.register_opts(CONF)
 
-#: Where an instance's devices are recorded (system_metadata), so that every
-#: later rebuild of its XML (hard reboot, host reboot, rebuild) keeps them.
-DEVICES_KEY = 'cyborg_nova_devices'
-
 
 class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
     """Nova's libvirt driver, extended with accelerator support."""
@@ -59,6 +70,8 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         cn_conf.register_opts(CONF)
         super().__init__(virtapi, read_only=read_only)
         self.accelerators = host_devices.HostDevices(CONF)
+        self._local = threading.local()
+        self._reservations_loaded = False
 
     # -- host ------------------------------------------------------------
 
@@ -76,6 +89,9 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             if not dev.assignable:
                 LOG.info('Accelerator %s is not offered: %s', dev.address,
                          '; '.join(dev.reasons))
+        # What guests hold, what Placement allocated and what the records
+        # say, compared once at start-up; never stops the start.
+        reconcile.run(self, host, self._host.get_hostname())
 
     def _guest_devices(self):
         """``{instance uuid: [pci address]}`` of every defined guest."""
@@ -100,7 +116,12 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
     def get_available_resource(self, nodename):
         resources = super().get_available_resource(nodename)
         self.accelerators.refresh()
-        groups = self.accelerators.groups(self._guest_devices())
+        guests = self._guest_devices()
+        # Health changes are reported once each; the inventory update that
+        # follows reserves unhealthy devices in Placement.
+        health_report.reporter_of(self, nodename).update(
+            self.accelerators.devices, guests)
+        groups = self.accelerators.groups(guests)
         stats = dict(resources.get('stats') or {})
         stats.update(host_stats.encode(groups))
         resources['stats'] = stats
@@ -156,33 +177,98 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         return topology
 
     # -- guests ----------------------------------------------------------
+    #
+    # Which devices an instance holds on this node is its record
+    # (instance_record: one per compute node, in system_metadata).  The
+    # record always names exactly what Placement allocated to the instance
+    # on this node: spawn and finish_migration write it from the
+    # allocations they are given, cleanup, confirm_migration and the
+    # revert's cleanup forget it, and every path that rebuilds the guest
+    # XML (_get_guest_config) reads it.  All of this runs under the
+    # per-instance lock shared with ``cyborg-nova attach/detach``.
+
+    def _nodename(self):
+        return self._host.get_hostname()
+
+    def _thread_set(self, name):
+        """A per-greenthread (per-thread) set of instance uuids."""
+        value = getattr(self._local, name, None)
+        if value is None:
+            value = set()
+            setattr(self._local, name, value)
+        return value
+
+    @contextlib.contextmanager
+    def _instance_lock(self, instance):
+        """:func:`instance_record.instance_lock`, taken once per thread:
+        a hard reboot runs cleanup inside it, and the lock is not
+        reentrant."""
+        held = self._thread_set('locked')
+        if instance.uuid in held:
+            yield
+            return
+        with instance_record.instance_lock(instance.uuid):
+            held.add(instance.uuid)
+            try:
+                yield
+            finally:
+                held.discard(instance.uuid)
+
+    def _log_devices(self, instance, devices, why):
+        if devices:
+            LOG.info('Accelerators for this instance (%s): %s', why,
+                     ', '.join('%s (NUMA node %s)' % (d.address, d.numa_node)
+                               for d in devices), instance=instance)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        root_uuid = self._root_provider_uuid()
-        devices = self.accelerators.claim(
-            instance.uuid, allocations, root_uuid, self._guest_devices())
-        if devices:
-            instance.system_metadata[DEVICES_KEY] = ','.join(
-                d.address for d in devices)
-            LOG.info('Accelerators for this instance: %s',
-                     ', '.join('%s (NUMA node %s)' % (d.address, d.numa_node)
-                               for d in devices), instance=instance)
+        # A new server, a rebuild (its record names the devices it keeps),
+        # an unshelve or an evacuation (devices from the allocations this
+        # host was given).
+        node = self._nodename()
+        with self._instance_lock(instance):
+            self._load_resize_reservations()
+            previous = instance_record.devices_on(instance, node)
+            devices = self.accelerators.claim(
+                instance.uuid, self._allocations_here(allocations, node),
+                self._root_provider_uuid(), self._guest_devices,
+                keep=previous, link_policy=self._link_policy(instance))
+            instance_record.record(instance, node,
+                                   [d.address for d in devices])
+            self._log_devices(instance, devices, 'spawn')
+            try:
+                super().spawn(context, instance, image_meta, injected_files,
+                              admin_password, allocations,
+                              network_info=network_info,
+                              block_device_info=block_device_info,
+                              power_on=power_on, accel_info=accel_info)
+            except Exception:
+                instance_record.record(instance, node, previous)
+                self._reset(instance, [d for d in devices
+                                       if d.address not in previous])
+                raise
+            finally:
+                self.accelerators.settle(instance.uuid)
+
+    def _allocations_here(self, allocations, nodename):
+        """The part of *allocations* made against this node's providers.
+
+        An evacuation's allocations also hold the source host's providers
+        until that host comes back; those are not ours to claim.
+        """
+        tree = getattr(self, 'provider_tree', None)
+        if not allocations or tree is None:
+            return allocations
         try:
-            super().spawn(context, instance, image_meta, injected_files,
-                          admin_password, allocations,
-                          network_info=network_info,
-                          block_device_info=block_device_info,
-                          power_on=power_on, accel_info=accel_info)
-        except Exception:
-            instance.system_metadata.pop(DEVICES_KEY, None)
-            raise
-        finally:
-            self.accelerators.settle(instance.uuid)
+            ours = set(tree.get_provider_uuids_in_tree(nodename))
+        except ValueError:
+            return allocations
+        return {rp: alloc for rp, alloc in allocations.items()
+                if rp in ours}
 
     def _root_provider_uuid(self):
-        nodename = self._host.get_hostname()
+        nodename = self._nodename()
         tree = getattr(self, 'provider_tree', None)
         if tree is not None:
             try:
@@ -196,8 +282,8 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         """The devices an instance holds on this host, as Device objects."""
         addresses = self.accelerators.pending(instance.uuid)
         if not addresses:
-            recorded = instance.system_metadata.get(DEVICES_KEY, '')
-            addresses = [a for a in recorded.split(',') if a]
+            addresses = instance_record.devices_on(instance,
+                                                   self._nodename())
         known = self.accelerators.by_address()
         missing = [a for a in addresses if a not in known]
         if missing:
@@ -207,6 +293,17 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                 'restarting the instance' % (instance.uuid,
                                              ', '.join(missing)))
         return [known[a] for a in addresses]
+
+    def _known_devices(self, instance, addresses):
+        """Device objects for *addresses*, leaving out (with a warning)
+        those the host does not have any more."""
+        known = self.accelerators.by_address()
+        missing = [a for a in addresses if a not in known]
+        if missing:
+            LOG.warning('Accelerator(s) %s of this instance are not on this '
+                        'host any more; they cannot be reset', ', '.join(
+                            missing), instance=instance)
+        return [known[a] for a in addresses if a in known]
 
     def _get_guest_config(self, instance, *args, **kwargs):
         cfg = super()._get_guest_config(instance, *args, **kwargs)
@@ -223,6 +320,15 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         self._place_near_devices(instance, cfg, devices)
         return cfg
 
+    def _request(self, instance):
+        """The accelerator request of the instance's flavor."""
+        return request_mod.parse_extra_specs(
+            instance.flavor.extra_specs,
+            default_numa_policy=CONF.accelerator.default_numa_policy)
+
+    def _link_policy(self, instance):
+        return self._request(instance).link_policy
+
     def _place_near_devices(self, instance, cfg, devices):
         """vCPUs and memory of a shared-CPU guest on its devices' node.
 
@@ -230,9 +336,7 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         claim (see :mod:`cyborg_nova.policy.numa_affinity`); their XML is
         Nova's.  Here we only report whether they are aligned.
         """
-        req = request_mod.parse_extra_specs(
-            instance.flavor.extra_specs,
-            default_numa_policy=CONF.accelerator.default_numa_policy)
+        req = self._request(instance)
         nodes = {d.numa_node for d in devices}
         if instance.numa_topology is not None:
             guest_nodes = {c.id for c in instance.numa_topology.cells}
@@ -268,21 +372,67 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                                            free_memory_mb=cell.memory)
                 for cell in topology.cells}
 
+    def _hard_reboot(self, context, instance, *args, **kwargs):
+        # Hard reboot, start (power_on) and resume on host boot: the domain
+        # is destroyed (through cleanup) and defined again from the record;
+        # the instance keeps its devices throughout.
+        with self._instance_lock(instance):
+            addresses = instance_record.devices_on(instance,
+                                                   self._nodename())
+            self.accelerators.hold(instance.uuid, addresses)
+            recreating = self._thread_set('recreating')
+            recreating.add(instance.uuid)
+            try:
+                return super()._hard_reboot(context, instance, *args,
+                                            **kwargs)
+            finally:
+                recreating.discard(instance.uuid)
+                self.accelerators.settle(instance.uuid)
+
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        devices = []
+        node = self._nodename()
+        with self._instance_lock(instance):
+            # A hard reboot or a rebuild destroys the guest to define it
+            # again on this host: it keeps its devices.  Anything else
+            # (delete, shelve offload, the destination of a reverted
+            # resize, a guest evacuated while this host was down) ends the
+            # instance's life here: its devices are reset and released.
+            recreated = (instance.uuid in self._thread_set('recreating') or
+                         instance.task_state == task_states.REBUILDING)
+            addresses = instance_record.devices_on(instance, node)
+            devices = self._known_devices(instance, addresses)
+            super().cleanup(context, instance, network_info,
+                            block_device_info=block_device_info,
+                            destroy_disks=destroy_disks,
+                            migrate_data=migrate_data,
+                            destroy_vifs=destroy_vifs,
+                            destroy_secrets=destroy_secrets)
+            if recreated:
+                self.accelerators.hold(instance.uuid, addresses)
+                return
+            self.accelerators.release(instance.uuid)
+            instance_record.record(instance, node, [])
+            # The source devices of a resize to this same host are not the
+            # reverted destination's: they go back to the guest.
+            kept = set(instance_record.stashed(instance, node) or ())
+            self._reset(instance, [d for d in devices
+                                   if d.address not in kept])
+            if addresses and instance.node and instance.node != node:
+                # Evacuated while this host was down: no Nova code saves
+                # the instance after this cleanup.
+                self._save_record(instance)
+
+    def _save_record(self, instance):
         try:
-            devices = self.instance_devices(instance)
-        except errors.CyborgNovaError as exc:
-            LOG.warning('%s', exc, instance=instance)
-        super().cleanup(context, instance, network_info,
-                        block_device_info=block_device_info,
-                        destroy_disks=destroy_disks,
-                        migrate_data=migrate_data,
-                        destroy_vifs=destroy_vifs,
-                        destroy_secrets=destroy_secrets)
-        self.accelerators.release(instance.uuid)
+            instance.save()
+        except Exception as exc:
+            LOG.warning('Could not save the accelerator record of the '
+                        'instance: %s', exc, instance=instance)
+
+    def _reset(self, instance, devices):
+        """Reset devices a guest released, before anyone else gets them."""
         for dev in devices:
             driver = self.accelerators.driver_for(dev)
             try:
@@ -293,3 +443,155 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                           'instance released it: %s; it is reported '
                           'unhealthy until it is reset', dev.address, exc,
                           instance=instance)
+
+    # -- moves -----------------------------------------------------------
+    #
+    # Resize and cold migration.  The source node's record stays until the
+    # move is confirmed (confirm_migration, on the source) or reverted (the
+    # destination's cleanup, then finish_revert_migration on the source).
+    # On another host the source guest stays defined, powered off, so its
+    # devices stay held, as Placement holds them for the migration.  On the
+    # same host the new guest replaces the old one: the old devices are
+    # stashed on the instance and reserved on the host until then.
+
+    @staticmethod
+    def _same_node(migration):
+        if migration.obj_attr_is_set('source_node') and \
+                migration.obj_attr_is_set('dest_node') and \
+                migration.source_node and migration.dest_node:
+            return migration.source_node == migration.dest_node
+        return migration.source_compute == migration.dest_compute
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        node = self._nodename()
+        with self._instance_lock(instance):
+            self._load_resize_reservations()
+            same_node = self._same_node(migration)
+            previous = instance_record.devices_on(instance, node)
+            if same_node:
+                instance_record.stash(instance, node, previous)
+                self.accelerators.reserve(instance.uuid, previous)
+            else:
+                previous = []
+            try:
+                devices = self.accelerators.claim(
+                    instance.uuid, self._allocations_here(allocations, node),
+                    self._root_provider_uuid(), self._guest_devices,
+                    link_policy=self._link_policy(instance))
+            except Exception:
+                self._undo_stash(instance, node, same_node)
+                raise
+            instance_record.record(instance, node,
+                                   [d.address for d in devices])
+            self._log_devices(instance, devices, 'resize or migration')
+            try:
+                super().finish_migration(
+                    context, migration, instance, disk_info, network_info,
+                    image_meta, resize_instance, allocations,
+                    block_device_info=block_device_info, power_on=power_on,
+                    share_info=share_info)
+            except Exception:
+                self._undo_stash(instance, node, same_node)
+                instance_record.record(instance, node, previous)
+                self._reset(instance, [d for d in devices
+                                       if d.address not in previous])
+                raise
+            finally:
+                self.accelerators.settle(instance.uuid)
+
+    def _load_resize_reservations(self):
+        """Once after nova-compute starts, before its first claim: reserve
+        again the source devices of resizes to this same host that wait
+        for their confirmation (the reservation is in memory, the stash on
+        the instance)."""
+        if self._reservations_loaded:
+            return
+        node = self._nodename()
+        try:
+            resized = objects.InstanceList.get_by_filters(
+                nova_context.get_admin_context(),
+                {'vm_state': vm_states.RESIZED, 'deleted': False},
+                expected_attrs=['system_metadata'])
+        except Exception as exc:
+            LOG.warning('Could not look for resizes to this host awaiting '
+                        'confirmation (%s); will try again at the next '
+                        'claim', exc)
+            return
+        for inst in resized:
+            stashed = instance_record.stashed(inst, node)
+            if stashed and inst.node == node:
+                LOG.info('Accelerator(s) %s stay reserved for the revert of '
+                         'a resize on this host', ', '.join(stashed),
+                         instance=inst)
+                self.accelerators.reserve(inst.uuid, stashed)
+        self._reservations_loaded = True
+
+    def _undo_stash(self, instance, node, same_node):
+        if same_node:
+            instance_record.take_stash(instance, node)
+            self.accelerators.unreserve(instance.uuid)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        # On the source host: its guest goes, and so do its devices.
+        node = self._nodename()
+        with self._instance_lock(instance):
+            if self._same_node(migration):
+                stashed = instance_record.take_stash(instance, node) or []
+                current = set(instance_record.devices_on(instance, node))
+                released = [a for a in stashed if a not in current]
+                self.accelerators.unreserve(instance.uuid)
+            else:
+                released = instance_record.devices_on(instance, node)
+                instance_record.record(instance, node, [])
+            devices = self._known_devices(instance, released)
+            super().confirm_migration(context, migration, instance,
+                                      network_info)
+            self._reset(instance, devices)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        # On the source host, after the destination's cleanup: the guest
+        # gets back the devices of its old flavor.
+        node = self._nodename()
+        with self._instance_lock(instance):
+            stashed = instance_record.take_stash(instance, node)
+            if stashed is not None:
+                instance_record.record(instance, node, stashed)
+                self.accelerators.unreserve(instance.uuid)
+            addresses = instance_record.devices_on(instance, node)
+            self.accelerators.hold(instance.uuid, addresses)
+            try:
+                super().finish_revert_migration(
+                    context, instance, network_info, migration,
+                    block_device_info=block_device_info, power_on=power_on,
+                    share_info=share_info)
+            finally:
+                self.accelerators.settle(instance.uuid)
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        # Passthrough devices cannot follow a running guest: refuse before
+        # anything moves (the conductor then leaves the server where it is,
+        # with its devices and allocations).
+        addresses = instance_record.devices_on(instance, self._nodename())
+        try:
+            req = request_mod.parse_extra_specs(instance.flavor.extra_specs)
+        except errors.CyborgNovaError:
+            req = None
+        if addresses or (req is not None and req.wants_devices):
+            held = (('holds passthrough accelerator(s) %s on host %s' % (
+                ', '.join(addresses), self._nodename())) if addresses else
+                ('has a flavor asking for accelerators (%s)' % ', '.join(
+                    '%s=%d' % kv for kv in sorted(req.resources.items()))))
+            raise nova_exception.MigrationPreCheckError(
+                reason='server %s %s, which cannot be live-migrated; '
+                       'cold-migrate it (migrate) or resize it instead'
+                       % (instance.uuid, held))
+        return super().check_can_live_migrate_source(
+            context, instance, dest_check_data,
+            block_device_info=block_device_info)

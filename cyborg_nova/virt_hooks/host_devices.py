@@ -3,10 +3,12 @@
 What guests hold is read from libvirt (the hostdevs in every defined
 domain), so it is true after a nova-compute restart without any state of
 our own; devices picked for a spawn in progress are held in memory until
-their domain exists.  Discovery runs the enabled drivers (see
-:mod:`cyborg_nova.discovery`) and is refreshed at every periodic resource
-update, so a device that vanished or turned unhealthy is seen within one
-period.
+their domain exists (or, for a hard reboot or a rebuild, until their
+domain is defined again), and the source devices of a resize to the same
+host are held until the resize is confirmed or reverted.  Discovery runs
+the enabled drivers (see :mod:`cyborg_nova.discovery`) and is refreshed at
+every periodic resource update, so a device that vanished or turned
+unhealthy is seen within one period.
 """
 
 import logging
@@ -30,7 +32,13 @@ class HostDevices(object):
         self._sysfs_root = sysfs_root or conf.accelerator.sysfs_root
         self._lock = threading.RLock()
         self._pending = {}        # instance uuid -> [address], mid-spawn
+        self._reserved = {}       # instance uuid -> [address], resize source
         self.result = None        # last discovery.Discovery
+
+    @property
+    def sysfs_root(self):
+        """The sysfs tree this host's devices are read from."""
+        return self._sysfs_root
 
     # -- discovery -------------------------------------------------------
 
@@ -75,6 +83,8 @@ class HostDevices(object):
                 addresses.update(addrs)
             for addrs in self._pending.values():
                 addresses.update(addrs)
+            for addrs in self._reserved.values():
+                addresses.update(addrs)
             return addresses
 
     def groups(self, guests):
@@ -91,20 +101,33 @@ class HostDevices(object):
 
     # -- claims ----------------------------------------------------------
 
-    def claim(self, instance_uuid, allocations, root_uuid, guests):
+    def claim(self, instance_uuid, allocations, root_uuid, guests,
+              keep=(), link_policy='best_effort'):
         """Pick the devices Placement allocated to an instance on this host.
 
-        *allocations* is ``{provider uuid: {'resources': {rc: n}}}``.  The
-        picked addresses are held until :meth:`settle` or :meth:`release`.
+        *allocations* is ``{provider uuid: {'resources': {rc: n}}}``.
+        Devices the instance already holds (in its domain, or *keep*: what
+        its record names for a rebuild) are picked first when they are in
+        an allocated group; devices held by other guests, by other claims
+        in progress, or reserved for a resize (:meth:`reserve`, the
+        instance's own resize source included) never are.  The picked
+        addresses are held until :meth:`settle` or :meth:`release`.
         Returns the devices, in a stable order.  Raises NoFreeDevice when
         the host cannot honour the allocation (nothing is held then).
+
+        *guests* (``{instance uuid: [address]}``) may be a callable that
+        lists them: it is then called under the claim lock, so a spawn that
+        settles between the listing and the pick cannot lose its devices to
+        this one.  *link_policy* is the flavor's ``accelerator:link_policy``.
         """
         groups = self.groups_by_provider(root_uuid)
         with self._lock:
+            if callable(guests):
+                guests = guests()
             self._pending.pop(instance_uuid, None)
             held = self.held({u: a for u, a in guests.items()
                               if u != instance_uuid})
-            own = set(guests.get(instance_uuid, ()))
+            own = (set(guests.get(instance_uuid, ())) | set(keep)) - held
             chosen = []
             for rp_uuid, alloc in sorted((allocations or {}).items()):
                 if rp_uuid not in groups:
@@ -117,7 +140,7 @@ class HostDevices(object):
                 rest = device_pick.pick(
                     devs, count - len(mine),
                     held | own | {d.address for d in chosen},
-                    group_name=suffix)
+                    group_name=suffix, link_policy=link_policy)
                 chosen.extend(mine + rest)
             unknown = [rp for rp, alloc in (allocations or {}).items()
                        if rp not in groups and _is_accelerator(alloc)]
@@ -135,12 +158,78 @@ class HostDevices(object):
         with self._lock:
             return list(self._pending.get(instance_uuid, ()))
 
+    def hold(self, instance_uuid, addresses):
+        """Hold an instance's devices while its domain is re-created (hard
+        reboot, rebuild): until :meth:`settle` or the next :meth:`claim`."""
+        with self._lock:
+            self._pending[instance_uuid] = list(addresses)
+
     def settle(self, instance_uuid):
         """The instance's domain now holds its devices."""
         with self._lock:
             self._pending.pop(instance_uuid, None)
 
     release = settle
+
+    def reserve(self, instance_uuid, addresses):
+        """Hold the source devices of a resize to this same host (the
+        resize's domain replaced the one that held them) until
+        :meth:`unreserve`; Placement holds them for the migration."""
+        with self._lock:
+            if addresses:
+                self._reserved[instance_uuid] = list(addresses)
+            else:
+                self._reserved.pop(instance_uuid, None)
+
+    def unreserve(self, instance_uuid):
+        with self._lock:
+            self._reserved.pop(instance_uuid, None)
+
+    # -- attach to and detach from a running guest (cyborg_nova.attach) --
+
+    def hold_for_attach(self, instance_uuid, addresses):
+        """Hold *addresses* while they are being attached to a running
+        guest, so that a spawn in this process does not pick them before
+        they are in the guest's domain.  Kept apart from the instance's
+        spawn claim: :meth:`pending` does not return them and
+        :meth:`claim` does not drop them; :meth:`held` counts them."""
+        with self._lock:
+            self._pending[_attach_key(instance_uuid)] = list(addresses)
+
+    def drop_attach_hold(self, instance_uuid):
+        """Drop what :meth:`hold_for_attach` held for the instance."""
+        with self._lock:
+            self._pending.pop(_attach_key(instance_uuid), None)
+
+    def recheck(self, addresses):
+        """Rediscover the host and return the devices at *addresses*, in
+        order, when each is still there, assignable and healthy.
+
+        Raises DeviceNotFound (gone since it was picked) or NotAssignable.
+        """
+        known = self.refresh().by_address()
+        devices = []
+        for address in addresses:
+            dev = known.get(address)
+            if dev is None:
+                raise errors.DeviceNotFound(
+                    'accelerator %s vanished from the host after it was '
+                    'picked (it is no longer in sysfs); check the host with '
+                    '"cyborg-nova discover" and retry' % address)
+            if not dev.assignable:
+                raise errors.NotAssignable(address, dev.reasons)
+            if not dev.healthy:
+                raise errors.NotAssignable(
+                    address, ['unhealthy: %s' % dev.health.reason])
+            devices.append(dev)
+        return devices
+
+
+def _attach_key(instance_uuid):
+    """Key of an attach in progress in ``HostDevices._pending``: never an
+    instance uuid, so :meth:`HostDevices.claim` and
+    :meth:`HostDevices.pending` leave it alone."""
+    return 'attach:%s' % instance_uuid
 
 
 def _is_accelerator(alloc):

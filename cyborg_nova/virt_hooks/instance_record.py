@@ -9,11 +9,17 @@ reboot, host reboot, rebuild, unshelve) puts back what that host gave it.
 :func:`instance_lock` is the lock that nova-compute's accelerator work and
 ``cyborg-nova attach/detach`` both take for one instance: an external
 (file) lock, since the command runs in another process.
+
+A resize to the same host needs two records on one node for a while: the
+devices of the new flavor (the node's record) and those of the old one,
+kept for a revert until the resize is confirmed (:func:`stash`,
+:func:`take_stash`, under ``cyborg_nova_resize_source:<nodename>``).
 """
 
 from oslo_concurrency import lockutils
 
 PREFIX = 'cyborg_nova_devices:'
+STASH_PREFIX = 'cyborg_nova_resize_source:'
 
 
 def key(nodename):
@@ -40,6 +46,27 @@ def nodes_of(instance):
     """Nodes with a device record for *instance*."""
     return sorted(k[len(PREFIX):] for k in instance.system_metadata
                   if k.startswith(PREFIX))
+
+
+def stash(instance, nodename, addresses):
+    """Keep the devices of a same-host resize's source for a revert."""
+    instance.system_metadata[STASH_PREFIX + nodename] = ','.join(addresses)
+
+
+def stashed(instance, nodename):
+    """The stashed addresses, or None when no same-host resize is pending
+    on *nodename*."""
+    value = instance.system_metadata.get(STASH_PREFIX + nodename)
+    if value is None:
+        return None
+    return [a for a in value.split(',') if a]
+
+
+def take_stash(instance, nodename):
+    """Remove and return the stash (None when there is none)."""
+    addresses = stashed(instance, nodename)
+    instance.system_metadata.pop(STASH_PREFIX + nodename, None)
+    return addresses
 
 
 def instance_lock(instance_uuid, lock_path=None):

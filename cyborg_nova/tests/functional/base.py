@@ -98,18 +98,21 @@ class AcceleratorTestBase(libvirt_base.ServersTestBase):
             self.flags(available_filters=available, group='filter_scheduler')
         return super()._setup_scheduler_service()
 
-    def start_compute(self, hostname='compute1', host_info=None, **kwargs):
+    def start_compute(self, hostname='compute1', host_info=None, *args,
+                      **kwargs):
         """Start a compute on our driver.
 
         ``host_info`` defaults to ``HOST_INFO[hostname]``, then to
         ``DEFAULT_HOST_INFO``, then to Nova's default (2 NUMA nodes of 2
         cores x 2 threads).  Other keyword arguments are those of Nova's
-        ``ServersTestBase.start_compute`` (``pci_info``, ``mdev_info``...).
+        ``ServersTestBase.start_compute`` (``pci_info``, ``mdev_info``...),
+        also positionally, as Nova's ``restart_compute_service`` passes them.
         """
-        if host_info is None and kwargs.get('connection') is None:
+        connection = kwargs.get('connection', args[6] if len(args) > 6
+                                else None)
+        if host_info is None and connection is None:
             host_info = self.HOST_INFO.get(hostname, self.DEFAULT_HOST_INFO)
-        return super().start_compute(
-            hostname=hostname, host_info=host_info, **kwargs)
+        return super().start_compute(hostname, host_info, *args, **kwargs)
 
     def driver_of(self, hostname):
         """The virt driver instance of a started compute."""
