@@ -9,7 +9,11 @@ bare ``__name__``::
     [filter_scheduler]
     available_filters = nova.scheduler.filters.all_filters
     available_filters = cyborg_nova.filters.all_filters
-    enabled_filters = ...,NUMATopologyFilter,AcceleratorNUMAFilter
+    enabled_filters = ComputeFilter,...,AcceleratorNUMAFilter,...
+
+``enabled_filters`` ends with ``AcceleratorNUMAFilter`` then
+``AcceleratorAwareNUMATopologyFilter``, which replaces Nova's
+``NUMATopologyFilter`` (enable one of the two, not both).
 """
 
 
@@ -19,4 +23,6 @@ def all_filters():
     # oslo-config-generator or the compute host) does not import Nova's
     # scheduler.
     from cyborg_nova.filters import accelerator_filter
-    return [accelerator_filter.AcceleratorNUMAFilter]
+    from cyborg_nova.filters import numa_topology_filter
+    return [accelerator_filter.AcceleratorNUMAFilter,
+            numa_topology_filter.AcceleratorAwareNUMATopologyFilter]

@@ -16,11 +16,27 @@ classes; this filter adds what Placement cannot know:
   fitted onto host cells by Nova's own claim: when its first candidate is
   aligned, the host's ``limits['numa_topology']`` gets the markers of the
   devices' nodes, which Nova's claim honours like physnet affinity (see
-  :mod:`cyborg_nova.policy.numa_affinity`).
+  :mod:`cyborg_nova.policy.numa_affinity`);
+* ``accelerator:link_policy``, for a request of several devices:
+  ``strict`` keeps only candidates whose devices can come from one link
+  island (one NVLink island or one PCIe switch: one provider whose group
+  reports that many free devices in one island); ``best_effort`` keeps
+  every candidate but puts those first, after NUMA alignment.
 
-Enable it after ``NUMATopologyFilter`` and ``PciPassthroughFilter`` (ideally
-last): those filters replace ``limits['numa_topology']`` and narrow the
-candidates, and the markers must describe the candidate that is claimed.
+Order (the rule: the last filter to write ``limits['numa_topology']`` must
+be one of ours, so that the markers describe the candidate claimed):
+
+* with :class:`~cyborg_nova.filters.numa_topology_filter.
+  AcceleratorAwareNUMATopologyFilter` in place of Nova's
+  ``NUMATopologyFilter`` (the recommended set-up), enable this filter
+  *before* it: this one is cheap and narrows hosts and candidates; that one
+  then runs Nova's NUMA fitting on what is left, with the markers of each
+  candidate's devices, and writes the limits with the markers of the
+  candidate it keeps first (it recomputes them: markers this filter wrote
+  are replaced, not lost);
+* with Nova's ``NUMATopologyFilter``, enable this filter *after* it and
+  after ``PciPassthroughFilter`` (ideally last): Nova's filter replaces
+  ``limits['numa_topology']`` and narrows the candidates.
 
 A flavor without accelerators passes at once, without reading the host.
 """
@@ -34,11 +50,12 @@ from nova.scheduler import filters
 
 from cyborg_nova import conf as cn_conf
 from cyborg_nova import errors
+from cyborg_nova.filters import candidates as cn_candidates
 from cyborg_nova.policy import host_stats
-from cyborg_nova.policy import inventory
 from cyborg_nova.policy import numa_affinity
 from cyborg_nova.policy import numa_fit
 from cyborg_nova.policy import request
+from cyborg_nova.policy import topology
 
 LOG = logging.getLogger(__name__)
 
@@ -95,7 +112,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         super().__init__()
         self._requests = RequestCache()
         self._warned_spec = None
-        self._providers = {}    # (root uuid, stats text) -> {rp: group}
+        self._providers = cn_candidates.ProviderMaps()
         self._cells = {}        # host uuid -> (NUMATopology, {node: cap})
         self._guest = (None, None, None, None)
 
@@ -136,11 +153,19 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         guest = self._guest_of(spec_obj)
         cells = None if policy == numa_fit.NONE else self._cell_map(
             host_state)
+        links = wanted.device_count > 1
+        strict = links and wanted.link_policy == topology.STRICT
         aligned, unaligned, verdicts = [], [], {}
+        unlinked = set()
         dropped, why = 0, None
         for candidate in candidates:
             nodes, problem = _device_nodes(candidate['allocations'],
                                            providers)
+            if problem is None and links:
+                problem = _link_problem(candidate['allocations'], providers)
+                if problem is not None and not strict:
+                    unlinked.add(id(candidate))
+                    problem = None
             if problem is not None:
                 dropped += 1
                 why = why or problem
@@ -153,18 +178,24 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
                 ok = verdicts[nodes] = guest.fits(cells, nodes)
             (aligned if ok else unaligned).append((candidate, nodes))
 
+        if unlinked:
+            # Stable: NUMA alignment first, then one link island.
+            aligned.sort(key=lambda cn: id(cn[0]) in unlinked)
+            unaligned.sort(key=lambda cn: id(cn[0]) in unlinked)
         kept = aligned if policy == numa_fit.REQUIRED else aligned + unaligned
         if not kept:
             if not LOG.isEnabledFor(logging.DEBUG):
                 return False
             LOG.debug('%(host)s, %(node)s fails accelerator request '
-                      '%(res)s (NUMA policy %(policy)s): none of %(total)d '
-                      'candidates is usable; %(dropped)d use unknown or '
-                      'unhealthy accelerator providers (%(why)s), '
+                      '%(res)s (NUMA policy %(policy)s, link policy '
+                      '%(link)s): none of %(total)d candidates is usable; '
+                      '%(dropped)d use unknown or unhealthy accelerator '
+                      'providers or no link island (%(why)s), '
                       '%(unaligned)d cannot hold %(guest)s on the NUMA '
                       'nodes of their devices (%(verdicts)s)',
                       {'host': host_state.host, 'node': host_state.nodename,
                        'res': wanted.resources, 'policy': policy,
+                       'link': wanted.link_policy,
                        'total': len(candidates), 'dropped': dropped,
                        'why': _Lazy(_why_text, why),
                        'unaligned': len(unaligned), 'guest': guest,
@@ -180,12 +211,14 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         if not LOG.isEnabledFor(logging.DEBUG):
             return True
         LOG.debug('%(host)s, %(node)s passes accelerator request %(res)s '
-                  '(NUMA policy %(policy)s): %(kept)d of %(total)d '
-                  'candidates kept, %(aligned)d NUMA-aligned, %(dropped)d '
-                  'dropped (%(why)s); the first has its devices on NUMA '
-                  'nodes %(nodes)s: %(state)s',
+                  '(NUMA policy %(policy)s, link policy %(link)s): '
+                  '%(kept)d of %(total)d candidates kept, %(aligned)d '
+                  'NUMA-aligned, %(unlinked)d not in one link island, '
+                  '%(dropped)d dropped (%(why)s); the first has its devices '
+                  'on NUMA nodes %(nodes)s: %(state)s',
                   {'host': host_state.host, 'node': host_state.nodename,
                    'res': wanted.resources, 'policy': policy,
+                   'link': wanted.link_policy, 'unlinked': len(unlinked),
                    'kept': len(kept), 'total': len(candidates),
                    'aligned': len(aligned), 'dropped': dropped,
                    'why': _Lazy(_why_text, why),
@@ -219,15 +252,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
 
     def _provider_map(self, host_state, stats, summary):
         """``{provider uuid: GroupSummary}`` of the host, per stats text."""
-        key = (host_state.uuid, stats[host_stats.STATS_KEY])
-        providers = self._providers.get(key)
-        if providers is None:
-            providers = {inventory.provider_uuid(host_state.uuid, g.suffix): g
-                         for g in summary.groups}
-            if len(self._providers) >= _CACHE_LIMIT:
-                self._providers.clear()
-            self._providers[key] = providers
-        return providers
+        return self._providers.get(host_state, stats, summary)
 
     def _cell_map(self, host_state):
         """``{node: numa_fit.CellCapacity}`` of the host's NUMA topology,
@@ -278,37 +303,31 @@ class _Guest:
             self.memory_mb)
 
 
-def _device_nodes(allocations, providers):
-    """The NUMA nodes of a candidate's accelerator providers, or why the
-    candidate cannot be used: ``(frozenset, None)`` or ``(None, why)``
-    (*why* a ``(format, args)`` pair, formatted only if logged)."""
-    nodes = []
+_device_nodes = cn_candidates.device_nodes
+
+
+def _link_problem(allocations, providers):
+    """Why a candidate's devices cannot be shown to lie in one link island
+    (a ``(format, args)`` pair), or None when they can: one provider whose
+    group reports at least that many free devices in one island."""
+    taken = []
     for rp_uuid, allocation in allocations.items():
-        resources = allocation['resources']
         group = providers.get(rp_uuid)
-        if group is None:
-            for resource_class in resources:
-                if _is_accelerator_class(resource_class):
-                    return None, ('provider %s of %s is not one of the '
-                                  'host\'s accelerator groups',
-                                  (rp_uuid, resource_class))
-            continue
-        healthy = group.total - group.reserved
-        if resources.get(group.resource_class, 0) > healthy:
-            return None, ('group %s has %d healthy of %d devices',
-                          (group.suffix, max(0, healthy), group.total))
-        nodes.append(group.numa_node)
-    return frozenset(nodes), None
-
-
-def _is_accelerator_class(resource_class, _known={}):
-    """:func:`request.is_accelerator_class`, memoised (a handful of
-    classes, asked for every candidate)."""
-    answer = _known.get(resource_class)
-    if answer is None:
-        answer = _known[resource_class] = request.is_accelerator_class(
-            resource_class)
-    return answer
+        if group is not None:
+            count = allocation['resources'].get(group.resource_class, 0)
+            if count:
+                taken.append((group, count))
+    if len(taken) > 1:
+        return ('devices from %d providers (%s) cannot be shown to share a '
+                'link island; ask for them in one request group',
+                (len(taken), ', '.join(sorted(g.suffix for g, _ in taken))))
+    for group, count in taken:
+        island = group.largest_free_island
+        if count > 1 and (island is None or island < count):
+            return ('group %s has %s free device(s) in one link island, '
+                    '%d asked', (group.suffix, 'an unknown number of'
+                                 if island is None else island, count))
+    return None
 
 
 def _set_limits(host_state, spec_obj, nodes):

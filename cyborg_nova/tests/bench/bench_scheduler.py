@@ -15,32 +15,45 @@ one-GPU server with shared and with dedicated CPUs:
     so every host has one root-only allocation candidate;
 ``ours``
     cyborg-nova as an operator enables it: ``ComputeFilter``,
-    ``NUMATopologyFilter``, ``AcceleratorNUMAFilter`` (last, as its module
+    ``AcceleratorNUMAFilter``, ``AcceleratorAwareNUMATopologyFilter`` (in
+    place of Nova's ``NUMATopologyFilter``, after ours, as its module
     asks); ``AcceleratorStrandingWeigher``, ``AcceleratorSpreadWeigher``.
     The flavor says ``resources:PGPU=1`` and
     ``accelerator:numa_policy=required`` (the locality Nova's ``legacy`` PCI
     NUMA policy gives); hosts report their accelerator summary in
-    ``stats``, and carry Placement's candidates for one ``PGPU:1`` group
-    over the per-NUMA-node providers.  Hosts Placement would not return
-    (no free GPU) are still handed to the filters, with no candidate: the
-    filters see the whole fleet, as in the other pipelines.
+    ``stats`` and their NUMA cells' node markers, and carry Placement's
+    candidates for one ``PGPU:1`` group over the per-NUMA-node providers.
+    Hosts Placement would not return (no free GPU) are still handed to the
+    filters, with no candidate: the filters see the whole fleet, as in the
+    other pipelines.
 
-and, to show where the time goes, two diagnostic rows: ``ComputeFilter``
-with no weigher, and ours without ``NUMATopologyFilter``.
+and, to show where the time goes, three diagnostic rows: ``ComputeFilter``
+with no weigher; ours without a NUMA topology filter; ours with Nova's
+``NUMATopologyFilter`` (before ``AcceleratorNUMAFilter``, the order that
+filter asks for with Nova's) instead of ours.
 
 A request is ``SchedulerManager._get_sorted_hosts`` itself (filtering with
 ``HostFilterHandler``, weighing with ``HostWeightHandler``, the pick among
 the best), called on a host manager holding the pipeline's filters and
-weighers, over real ``HostState`` objects.  Each host's candidates are
-reset before a request, outside the timing; the copy
-``SchedulerManager._schedule`` makes of them is timed apart.  Pipelines
+weighers, over real ``HostState`` objects, with a ``RequestSpec`` of its
+own (filters may keep what they read for the rest of a request).  Each
+host's candidates are reset before a request, outside the timing; the copy
+``SchedulerManager._schedule`` makes of them is timed apart.  The host
+states live as long as the run, whereas Nova 34's ``HostManager`` builds
+new ones for each request (``_get_host_states``, untimed here): what a
+filter caches on a host state object (``AcceleratorNUMAFilter``'s cell
+capacities) stays warm here from one request to the next; the first
+(cold) request of each pipeline is reported apart.  Pipelines
 take turns within each round, so that drift of the machine's load hits
 them alike.
 
 Every request is also checked: the hosts that pass are exactly the hosts
 that can take the server (:func:`~cyborg_nova.tests.bench.hosts.can_fit`),
 in ours and in Nova's pipeline alike, and none without GPUs; in ours every
-candidate left uses a GPU on a NUMA node the guest fits.
+candidate left uses a GPU on a NUMA node the guest fits, and for a guest
+with dedicated CPUs the host's NUMA limits carry the marker of the first
+candidate's node, so Nova's claim lands the guest there (checked with Nova's
+own fitting on the first hosts of each result).
 
 Run ``python -m cyborg_nova.tests.bench [--quick] scheduler`` or
 ``python -m cyborg_nova.tests.bench.bench_scheduler --help``.
@@ -89,8 +102,10 @@ NOVA = PipelineSpec(
     'nova', ('ComputeFilter', 'PciPassthroughFilter', 'NUMATopologyFilter'),
     BASE_WEIGHERS + ('nova.scheduler.weights.pci.PCIWeigher',))
 OURS = PipelineSpec(
-    'ours', 'ours: Compute+NUMATopology+AcceleratorNUMA, Stranding+Spread',
-    'ours', ('ComputeFilter', 'NUMATopologyFilter', 'AcceleratorNUMAFilter'),
+    'ours', 'ours: Compute+AcceleratorNUMA+AcceleratorAwareNUMATopology, '
+    'Stranding+Spread',
+    'ours', ('ComputeFilter', 'AcceleratorNUMAFilter',
+             'AcceleratorAwareNUMATopologyFilter'),
     BASE_WEIGHERS + (
         'cyborg_nova.weighers.stranding.AcceleratorStrandingWeigher',
         'cyborg_nova.weighers.spread.AcceleratorSpreadWeigher'))
@@ -98,10 +113,16 @@ BARE = PipelineSpec(
     'bare', '(diag) ComputeFilter, no weigher', 'nova', ('ComputeFilter',),
     (), diagnostic=True)
 OURS_NO_NTF = PipelineSpec(
-    'ours-no-ntf', '(diag) ours without NUMATopologyFilter', 'ours',
+    'ours-no-ntf', '(diag) ours without a NUMA topology filter', 'ours',
     ('ComputeFilter', 'AcceleratorNUMAFilter'), OURS.weighers,
     diagnostic=True)
-PIPELINES = (FLOOR, NOVA, OURS, BARE, OURS_NO_NTF)
+OURS_NOVA_NTF = PipelineSpec(
+    'ours-nova-ntf', '(diag) ours with Nova\'s NUMATopologyFilter', 'ours',
+    ('ComputeFilter', 'NUMATopologyFilter', 'AcceleratorNUMAFilter'),
+    OURS.weighers, diagnostic=True)
+PIPELINES = (FLOOR, NOVA, OURS, BARE, OURS_NO_NTF, OURS_NOVA_NTF)
+#: Hosts of each result whose claim is replayed with Nova's own fitting.
+CLAIMS_CHECKED = 5
 
 
 # -- configuration ------------------------------------------------------------
@@ -346,7 +367,58 @@ def check(fleet, profiles, request, pipeline, result):
                             pipeline.name, request.cpu_policy, host.host,
                             profile.variant, sorted(nodes), sorted(good)))
                     break
+        if request.dedicated:
+            problems += _check_claims(fleet, request, pipeline, result)
     return problems
+
+
+def _check_claims(fleet, request, pipeline, result):
+    """For a guest with dedicated CPUs, the host's NUMA limits must carry
+    the markers of its first candidate's nodes, and nothing else; on the
+    first hosts, Nova's own fitting with those limits (what the claim does)
+    must land the guest there."""
+    from nova.virt import hardware
+
+    from cyborg_nova.policy import numa_affinity
+
+    problems = []
+    for i, host in enumerate(result):
+        if not host.allocation_candidates:
+            continue        # reported above
+        first = host.allocation_candidates[0]
+        nodes = {fleet.provider_node[rp] for rp in first['allocations']
+                 if rp in fleet.provider_node}
+        limits = host.limits.get('numa_topology')
+        marked = set()
+        if limits is not None and 'network_metadata' in limits:
+            marked = set(limits.network_metadata.physnets)
+        wanted = {numa_affinity.marker(n) for n in nodes}
+        if marked != wanted:
+            problems.append(
+                '%s %s: %s: the NUMA limits carry %s, not the markers of its '
+                'first candidate\'s node(s) %s: the claim may not be '
+                'NUMA-local' % (pipeline.name, request.cpu_policy, host.host,
+                                sorted(marked), sorted(nodes)))
+            continue
+        if i < CLAIMS_CHECKED:
+            fitted = hardware.numa_fit_instance_to_host(
+                host.numa_topology, _spec_topology(request), limits=limits,
+                provider_mapping=first['mappings'])
+            cells = None if fitted is None else {c.id for c in fitted.cells}
+            if cells != nodes:
+                problems.append(
+                    '%s %s: %s: Nova\'s claim would place the guest on '
+                    'node(s) %s, its first candidate\'s GPU is on %s' % (
+                        pipeline.name, request.cpu_policy, host.host,
+                        None if cells is None else sorted(cells),
+                        sorted(nodes)))
+    return problems
+
+
+def _spec_topology(request):
+    """A fresh copy of the request's guest NUMA topology (the fitting
+    writes into it)."""
+    return ours_spec(request).numa_topology
 
 
 def _few(names, fleet, limit=4):
@@ -402,7 +474,7 @@ def run_cell_group(fleet, size, request, pipelines, repeats, budget_s,
     apart.  A pipeline stops repeating once it has spent *budget_s* (it
     always runs at least once).
     """
-    specs = {'nova': nova_spec(request), 'ours': ours_spec(request)}
+    make_spec = {'nova': nova_spec, 'ours': ours_spec}
     profiles = fleet.profiles[:size]
     cells = {pl.spec.name: Cell(pl.spec, size, request.cpu_policy)
              for pl in pipelines}
@@ -410,7 +482,8 @@ def run_cell_group(fleet, size, request, pipelines, repeats, budget_s,
 
     def one(pl):
         states = fleet.prepare(pl.spec.fleet, request, size)
-        spec_obj = specs[pl.spec.fleet]
+        # A RequestSpec of its own, as each request to the scheduler has.
+        spec_obj = make_spec[pl.spec.fleet](request)
         gc.collect()
         t0 = time.perf_counter()
         result = pl.sorted_hosts(spec_obj, states)
@@ -482,8 +555,9 @@ def _ms(value):
 
 def summary(cells):
     """The goal's numbers per fleet size and CPU policy: ours (and, to
-    show where its time goes, ours without NUMATopologyFilter) against
-    the floor, the bare ComputeFilter and Nova's GPU pipeline."""
+    show where its time goes, ours without a NUMA topology filter and ours
+    with Nova's) against the floor, the bare ComputeFilter and Nova's GPU
+    pipeline."""
     by_key = {(c.pipeline.name, c.size, c.policy): c for c in cells}
     lines = []
     for c in cells:
@@ -575,7 +649,7 @@ def parse_args(argv):
                              'a production scheduler logs at INFO, where '
                              'Nova\'s NUMA fitting logs a line per host)')
     parser.add_argument('--no-diagnostics', action='store_true',
-                        help='leave out the two diagnostic pipelines')
+                        help='leave out the diagnostic pipelines')
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
@@ -659,7 +733,9 @@ def main(argv=None):
                       for c in cells)
         print('Correctness: all %d requests passed exactly the hosts that '
               'can take the server (ours and Nova alike; no host without '
-              'GPUs; ours kept only NUMA-local candidates).' % checked)
+              'GPUs; ours kept only NUMA-local candidates, and for dedicated '
+              'CPUs its NUMA limits put the claim on the first candidate\'s '
+              'node).' % checked)
     print('Total %.0f s (fleet build %.0f s).' % (
         time.perf_counter() - t_start, fleet.build_s))
     return 1 if problems else 0

@@ -15,7 +15,8 @@ into what each scheduler pipeline reads:
 * :func:`ours_host_state`: the same host as cyborg-nova reports it: no Nova
   PCI pools, the accelerator summary of
   :func:`cyborg_nova.policy.host_stats.encode` in ``ComputeNode.stats``,
-  made from :class:`cyborg_nova.device.Device` objects;
+  made from :class:`cyborg_nova.device.Device` objects, and each NUMA cell
+  marked with its node (the network metadata our compute driver adds);
 * :func:`nova_candidates` / :func:`ours_candidates`: the allocation
   candidates Placement returns for the host (legacy PCI: root provider
   only; ours: one candidate per NUMA-node provider with a free GPU).
@@ -213,10 +214,14 @@ def _node_cpus(node):
 
 # -- Nova objects -------------------------------------------------------------
 
-def numa_topology(profile):
+def numa_topology(profile, markers=False):
     """The host's ``nova.objects.NUMATopology`` (2 cells), with pinned
-    dedicated CPUs and their memory as used."""
+    dedicated CPUs and their memory as used.  *markers*: each cell's
+    network metadata carries its node marker, as cyborg-nova's compute
+    driver reports it (:mod:`cyborg_nova.policy.numa_affinity`)."""
     from nova import objects
+
+    from cyborg_nova.policy import numa_affinity
 
     cells = []
     for node in range(NODES):
@@ -235,7 +240,8 @@ def numa_topology(profile):
                     size_kb=2048, total=0, used=0, reserved=0)],
             siblings=siblings,
             network_metadata=objects.NetworkMetadata(
-                physnets=set(), tunneled=False)))
+                physnets={numa_affinity.marker(node)} if markers else set(),
+                tunneled=False)))
     return objects.NUMATopology(cells=cells)
 
 
@@ -292,7 +298,7 @@ def _reported(gpus, gpus_used, pcpus_pinned, ours):
     from nova import objects
 
     shape = HostProfile('shape', 'shape', gpus, gpus_used, pcpus_pinned)
-    topology = numa_topology(shape)
+    topology = numa_topology(shape, markers=ours)
     if ours:
         pools = objects.PciDevicePoolList(objects=[])
         stats = host_stats.encode(locality_groups(shape))

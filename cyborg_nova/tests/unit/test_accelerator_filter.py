@@ -513,11 +513,97 @@ class LoaderTest(test.NoDBTestCase):
                          'a filter name collides with one of Nova\'s')
 
     def test_all_filters(self):
-        self.assertEqual([accelerator_filter.AcceleratorNUMAFilter],
-                         filters.all_filters())
+        self.assertIn(accelerator_filter.AcceleratorNUMAFilter,
+                      filters.all_filters())
 
     def test_registering_options_twice_is_harmless(self):
         conf = accelerator_filter.CONF
         cn_conf.register_opts(conf)
         cn_conf.register_opts(conf)
         self.assertEqual(10.0, conf.accelerator.stranding_weight_multiplier)
+
+
+# -- accelerator:link_policy ------------------------------------------------
+
+def _mixed_host(in_use=(), strip_islands=False, order=(1, 0)):
+    """The mixed host of test_topology: node 0 holds two NVLink pairs (an
+    island of 2 free), node 1 two lone GPUs (islands of 1); Placement
+    offers the groups in *order*."""
+    from cyborg_nova.tests.unit import test_topology as machines
+    devices = machines.mixed()
+    stats = stats_of(devices, in_use)
+    if strip_islands:       # what a compute of an older release sends
+        import json
+        data = json.loads(stats[host_stats.STATS_KEY])
+        del data['islands']
+        stats = {host_stats.STATS_KEY: json.dumps(data)}
+    rp = {0: rp_of(devices[0]), 1: rp_of(devices[-1])}
+    host = make_host(devices=devices, in_use=in_use, candidates=[
+        candidate((rp[n], {'PGPU': 2})) for n in order])
+    host.stats = stats
+    return host, rp
+
+
+def link(count, name=None, **extra):
+    specs = {'resources:PGPU': str(count)}
+    if name:
+        specs['accelerator:link_policy'] = name
+    specs.update(extra)
+    return specs
+
+
+class LinkPolicyTest(_Base):
+
+    def providers(self, host):
+        return [next(rp for rp in c['allocations'] if rp != ROOT)
+                for c in host.allocation_candidates]
+
+    def test_strict_keeps_only_the_group_with_an_island(self):
+        host, rp = _mixed_host()
+        self.assertTrue(self.passes(host, make_spec(link(2, 'strict'))))
+        self.assertEqual([rp[0]], self.providers(host))
+
+    def test_strict_without_a_free_island_rejects_the_host(self):
+        host, _ = _mixed_host(in_use=('0000:03:00.0', '0000:07:00.0'),
+                              order=(0, 1))
+        with mock.patch.object(accelerator_filter.LOG, 'debug') as debug:
+            self.assertFalse(self.passes(host, make_spec(link(2, 'strict'))))
+        fmt, args = debug.call_args[0]
+        message = fmt % args
+        self.assertIn('link policy strict', message)
+        self.assertIn('free device(s) in one link island, 2 asked', message)
+
+    def test_best_effort_puts_the_island_first_and_keeps_the_rest(self):
+        host, rp = _mixed_host()
+        self.assertTrue(self.passes(host, make_spec(link(2))))
+        self.assertEqual([rp[0], rp[1]], self.providers(host))
+
+    def test_numa_alignment_still_comes_first(self):
+        host, rp = _mixed_host()
+        host.numa_topology = two_nodes(node1_memory_usage=0)
+        host.numa_topology.cells[0].memory_usage = 16384   # node 0 full
+        self.assertTrue(self.passes(host, make_spec(link(2))))
+        self.assertEqual([rp[1], rp[0]], self.providers(host))
+
+    def test_one_device_is_always_an_island(self):
+        host, rp = _mixed_host(order=(1,))
+        host.allocation_candidates[0]['allocations'][rp[1]][
+            'resources']['PGPU'] = 1
+        self.assertTrue(self.passes(host, make_spec(link(1, 'strict'))))
+
+    def test_strict_devices_from_two_providers_are_dropped(self):
+        host, rp = _mixed_host()
+        host.allocation_candidates = [
+            candidate((rp[0], {'PGPU': 1}), (rp[1], {'PGPU': 1}))]
+        spec = make_spec({'resources1:PGPU': '1', 'resources2:PGPU': '1',
+                          'accelerator:link_policy': 'strict'})
+        self.assertFalse(self.passes(host, spec))
+
+    def test_strict_on_a_host_that_reports_no_islands_is_refused(self):
+        host, _ = _mixed_host(strip_islands=True)
+        self.assertFalse(self.passes(host, make_spec(link(2, 'strict'))))
+
+    def test_best_effort_on_a_host_that_reports_no_islands_passes(self):
+        host, rp = _mixed_host(strip_islands=True)
+        self.assertTrue(self.passes(host, make_spec(link(2))))
+        self.assertEqual([rp[1], rp[0]], self.providers(host))

@@ -1,6 +1,8 @@
 """The scheduler benchmark's correctness check, on a fleet of 20 hosts:
 ``cyborg_nova.tests.bench.bench_scheduler`` (timings are not tested)."""
 
+import copy
+
 from oslo_config import fixture as config_fixture
 import testtools
 
@@ -57,12 +59,14 @@ class TestPipelinesAgree(BenchTestCase):
                              self.passed[('ours', policy)], policy)
             self.assertEqual(self.expected(request),
                              self.passed[('ours', policy)], policy)
-            self.assertEqual(self.expected(request),
-                             self.passed[('ours-no-ntf', policy)], policy)
+            for diagnostic in ('ours-no-ntf', 'ours-nova-ntf'):
+                self.assertEqual(self.expected(request),
+                                 self.passed[(diagnostic, policy)],
+                                 (diagnostic, policy))
 
     def test_no_host_without_gpus_passes(self):
         gpu_hosts = {p.name for p in self.profiles if p.has_gpus}
-        for name in ('nova', 'ours', 'ours-no-ntf'):
+        for name in ('nova', 'ours', 'ours-no-ntf', 'ours-nova-ntf'):
             for request in (SHARED, DEDICATED):
                 passed = self.passed[(name, request.cpu_policy)]
                 self.assertTrue(passed)
@@ -82,12 +86,22 @@ class TestPipelinesAgree(BenchTestCase):
                  if p.variant in ('gpu-all-busy', 'gpu-idle-disabled')}
         self.assertEqual(2, len(names))
         for key, passed in self.passed.items():
-            if key[0] in ('nova', 'ours', 'ours-no-ntf'):
+            if key[0] in ('nova', 'ours', 'ours-no-ntf', 'ours-nova-ntf'):
                 self.assertFalse(names & passed, key)
 
     def test_floor_passes_every_enabled_host(self):
         enabled = {p.name for p in self.profiles if not p.disabled}
         self.assertEqual(enabled, self.passed[('floor', 'shared')])
+
+
+class TestOperatorPipeline(BenchTestCase):
+
+    def test_ours_is_the_operator_configuration(self):
+        self.assertEqual(('ComputeFilter', 'AcceleratorNUMAFilter',
+                          'AcceleratorAwareNUMATopologyFilter'),
+                         bench_scheduler.OURS.filters)
+        self.assertNotIn('NUMATopologyFilter', bench_scheduler.OURS.filters)
+        self.assertFalse(bench_scheduler.OURS.diagnostic)
 
 
 class TestCheckFindsMistakes(BenchTestCase):
@@ -134,3 +148,46 @@ class TestCheckFindsMistakes(BenchTestCase):
             good)
         self.assertTrue(any('kept a candidate on node(s) [0]' in p
                             for p in problems), problems)
+
+    def _dedicated_result(self):
+        states = self.fleet.prepare('ours', DEDICATED, 20)
+        pipeline = bench_scheduler.Pipeline(bench_scheduler.OURS)
+        result = pipeline.sorted_hosts(bench_scheduler.ours_spec(DEDICATED),
+                                       states)
+        self.assertEqual([], bench_scheduler.check(
+            self.fleet, self.profiles, DEDICATED, bench_scheduler.OURS,
+            result))
+        return result
+
+    def test_limits_without_the_first_candidates_marker(self):
+        result = self._dedicated_result()
+        del result[0].limits['numa_topology']
+        problems = bench_scheduler.check(
+            self.fleet, self.profiles, DEDICATED, bench_scheduler.OURS,
+            result)
+        self.assertEqual(1, len(problems), problems)
+        self.assertIn('not the markers of its first candidate', problems[0])
+
+    def test_a_claim_that_nova_would_place_elsewhere(self):
+        from nova import objects
+
+        result = self._dedicated_result()
+        host = next(h for h in result if len(h.allocation_candidates) == 2)
+        # The right markers, but cells that do not carry them: Nova's
+        # fitting ignores the markers and picks its own node.
+        host.numa_topology = copy.deepcopy(host.numa_topology)
+        for cell in host.numa_topology.cells:
+            cell.network_metadata = objects.NetworkMetadata(
+                physnets=set(), tunneled=False)
+        host.allocation_candidates.reverse()
+        limits = host.limits['numa_topology']
+        node = self.fleet.provider_node[next(
+            rp for rp in host.allocation_candidates[0]['allocations']
+            if rp in self.fleet.provider_node)]
+        limits.network_metadata.physnets = {
+            'cyborg-nova-numa-node-%d' % node}
+        problems = bench_scheduler.check(
+            self.fleet, self.profiles, DEDICATED, bench_scheduler.OURS,
+            [host])
+        self.assertTrue(any('claim would place the guest on node(s) [%d]'
+                            % (1 - node) in p for p in problems), problems)
