@@ -160,14 +160,14 @@ function configure_cyborg_nova_scheduler {
         fi
     done
 
-    # enabled_filters names classes: ours go last, after
-    # NUMATopologyFilter (and PciPassthroughFilter when enabled), whose
-    # limits and candidates they refine.
+    # enabled_filters names classes: ours go last;
+    # AcceleratorAwareNUMATopologyFilter replaces Nova's NUMATopologyFilter
+    # (same decisions, and it keeps the devices' NUMA markers).
     local enabled
     enabled=$(iniget $conf filter_scheduler enabled_filters)
     enabled=${enabled// /}
     enabled=${enabled:-$CYBORG_NOVA_NOVA_ENABLED_FILTERS}
-    enabled=$(_cyborg_nova_list_append $enabled NUMATopologyFilter)
+    enabled=$(_cyborg_nova_list_remove $enabled NUMATopologyFilter)
     local name
     for name in ${CYBORG_NOVA_FILTERS//,/ }; do
         enabled=$(_cyborg_nova_list_remove $enabled $name)

@@ -199,10 +199,12 @@ class CyborgNovaScenario(_Scenario, gpu_base.GPUTestBase):
 
     POLICY = 'cyborg-nova'
     DESCRIPTION = ('compute_driver = cyborg_nova.AcceleratedLibvirtDriver; '
-                   'filters + NUMATopologyFilter, AcceleratorNUMAFilter; '
+                   'filters + AcceleratorNUMAFilter, '
+                   'AcceleratorAwareNUMATopologyFilter; '
                    'weighers + cyborg_nova.weighers.all_weighers; GPU '
                    'flavors resources:PGPU=1')
-    ADDITIONAL_FILTERS = ['NUMATopologyFilter', 'AcceleratorNUMAFilter']
+    ADDITIONAL_FILTERS = ['AcceleratorNUMAFilter',
+                          'AcceleratorAwareNUMATopologyFilter']
 
     def start_host(self, host):
         self.start_gpu_compute(host.name, gpu_nodes=list(host.gpu_nodes),
