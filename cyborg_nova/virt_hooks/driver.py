@@ -89,9 +89,29 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             if not dev.assignable:
                 LOG.info('Accelerator %s is not offered: %s', dev.address,
                          '; '.join(dev.reasons))
+        self._log_topology_limits(result.devices)
         # What guests hold, what Placement allocated and what the records
         # say, compared once at start-up; never stops the start.
         reconcile.run(self, host, self._host.get_hostname())
+
+    @staticmethod
+    def _log_topology_limits(devices):
+        """Tell the operator what one request group can get here, and when
+        the NVLink part of the topology is unknown."""
+        groups = inventory.locality_groups(devices)
+        widest = max((g.total for g in groups), default=0)
+        if widest:
+            LOG.info('Largest accelerator group on this host: %d device(s). '
+                     'A flavor asking more in one request group gets no '
+                     'candidate here: use numbered groups (resources1:PGPU=4,'
+                     ' resources2:PGPU=4, group_policy=none)', widest)
+        blind = [d.address for d in devices
+                 if d.vendor_id == '10de' and d.kernel_driver == 'vfio-pci'
+                 and d.assignable and 'nvlink_island' not in d.capabilities]
+        if len(blind) > 1:
+            LOG.info('NVLink topology unknown for %s (NVML cannot see GPUs '
+                     'bound to vfio-pci): multi-GPU requests are placed by '
+                     'PCIe topology only', ', '.join(blind))
 
     def _guest_devices(self):
         """``{instance uuid: [pci address]}`` of every defined guest."""

@@ -158,6 +158,14 @@ class HostDevices(object):
         with self._lock:
             return list(self._pending.get(instance_uuid, ()))
 
+    def spawn_claims(self):
+        """``{instance uuid: (address, ...)}`` of claims of spawns and
+        moves in progress (not the holds of ``cyborg-nova attach``)."""
+        with self._lock:
+            return {uuid: tuple(addrs)
+                    for uuid, addrs in self._pending.items()
+                    if addrs and not uuid.startswith('attach:')}
+
     def hold(self, instance_uuid, addresses):
         """Hold an instance's devices while its domain is re-created (hard
         reboot, rebuild): until :meth:`settle` or the next :meth:`claim`."""

@@ -24,8 +24,6 @@ from cyborg_nova.virt_hooks import instance_record
 LOG = logging.getLogger(__name__)
 
 #: Where records were kept before they were kept per node; still read.
-LEGACY_RECORD_KEY = 'cyborg_nova_devices'
-
 #: Instances in these states, with no task, are reconciled; the others have
 #: an operation in progress (or are between hosts) and are left alone.
 SETTLED_STATES = (vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED,
@@ -39,11 +37,7 @@ _LOG_AT = {policy.ERROR: LOG.error, policy.WARNING: LOG.warning,
 
 def recorded(instance, nodename):
     """Addresses the instance's record names on *nodename*."""
-    addresses = instance_record.devices_on(instance, nodename)
-    if addresses:
-        return addresses
-    legacy = instance.system_metadata.get(LEGACY_RECORD_KEY, '')
-    return [a for a in legacy.split(',') if a]
+    return instance_record.devices_on(instance, nodename)
 
 
 def domains(driver):
@@ -100,11 +94,7 @@ def gather(driver, context, nodename, root_uuid, instances):
             settled=(inst.vm_state in SETTLED_STATES and
                      inst.task_state is None),
             name=inst.display_name or '')
-    pending = {}
-    for uuid in list(getattr(accel, '_pending', {})):
-        addresses = accel.pending(uuid)
-        if addresses:
-            pending[uuid] = tuple(addresses)
+    pending = accel.spawn_claims()
     return policy.HostFacts(
         devices=frozenset(d.address for d in accel.devices),
         groups=groups, provider_names=names,
@@ -120,9 +110,6 @@ def apply(driver, context, plan, instances, nodename):
         try:
             with instance_record.instance_lock(uuid):
                 instance_record.record(inst, nodename, list(addresses))
-                if LEGACY_RECORD_KEY in inst.system_metadata:
-                    inst.system_metadata[LEGACY_RECORD_KEY] = ','.join(
-                        addresses)
                 inst.save()
         except Exception as exc:
             LOG.error('Could not rewrite the accelerator record of server '

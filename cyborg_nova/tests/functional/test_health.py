@@ -15,6 +15,7 @@ from cyborg_nova import device as device_mod
 from cyborg_nova.drivers import fake
 from cyborg_nova.tests.fixtures import hosts
 from cyborg_nova.tests.functional import gpu_base
+from cyborg_nova.virt_hooks import instance_record
 from cyborg_nova.virt_hooks import reconcile
 
 XID79 = 'XID 79 (GPU has fallen off the bus) at 2026-11-26T10:00:00Z'
@@ -251,7 +252,7 @@ class TestRestartReconcile(HealthTestBase):
         # its device (its record and allocation still name it).
         inst = self._instance(kept)
         for key in list(inst.system_metadata):
-            if key.startswith(reconcile.LEGACY_RECORD_KEY):
+            if key.startswith(instance_record.PREFIX):
                 del inst.system_metadata[key]
         inst.save()
         self._domain(lost)._def['devices']['hostdevs'] = []
