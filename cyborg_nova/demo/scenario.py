@@ -17,12 +17,10 @@ first (``python -m cyborg_nova.demo`` does).
 
 from cyborg_nova import tests as _monkey_patched  # noqa: F401  (first)
 
-import collections
 import os
 import time
 import unittest
 
-import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.libvirt import base as libvirt_base
 from nova.virt.libvirt import driver as libvirt_driver
@@ -30,6 +28,7 @@ from oslo_serialization import jsonutils
 
 from cyborg_nova import demo
 from cyborg_nova.demo import report
+from cyborg_nova.tests.fixtures import guest_configs
 from cyborg_nova.tests.functional import gpu_base
 from cyborg_nova.virt_hooks import guest_devices
 
@@ -241,18 +240,10 @@ class StockNovaScenario(_Scenario, libvirt_base.ServersTestBase):
                  'device_type': 'type-PCI'})],
             group='pci')
         super().setUp()
-        self.guest_configs = collections.defaultdict(list)
-        real = libvirt_driver.LibvirtDriver._get_guest_config
-        test = self
-
-        def capture(driver, instance, *args, **kwargs):
-            cfg = real(driver, instance, *args, **kwargs)
-            test.guest_configs[instance.uuid].append(cfg)
-            return cfg
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.virt.libvirt.driver.LibvirtDriver._get_guest_config',
-            capture))
+        self.guest_configs = self.useFixture(
+            guest_configs.GuestConfigCapture(
+                libvirt_driver.LibvirtDriver,
+                'nova.virt.libvirt.driver.LibvirtDriver')).configs
 
     def start_host(self, host):
         pci_info = fakelibvirt.HostPCIDevicesInfo(

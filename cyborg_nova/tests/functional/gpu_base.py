@@ -3,7 +3,6 @@ tree whose GPUs sit on the NUMA nodes the test names, laid out like the
 fake libvirt host's CPUs, and every guest config our driver builds is kept
 and validated against libvirt's own schema."""
 
-import collections
 import os
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ import fixtures
 from nova import conf as nova_conf
 from nova.tests.fixtures import libvirt as fakelibvirt
 
+from cyborg_nova.tests.fixtures import guest_configs
 from cyborg_nova.tests.fixtures import hosts
 from cyborg_nova.tests.functional import base
 from cyborg_nova.virt_hooks import driver as cn_driver
@@ -49,18 +49,11 @@ class GPUTestBase(base.AcceleratorTestBase):
 
     def setUp(self):
         super().setUp()
-        self.guest_configs = collections.defaultdict(list)
-        real = cn_driver.AcceleratedLibvirtDriver._get_guest_config
-        test = self
-
-        def capture(driver, instance, *args, **kwargs):
-            cfg = real(driver, instance, *args, **kwargs)
-            test.guest_configs[instance.uuid].append(cfg)
-            return cfg
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'cyborg_nova.virt_hooks.driver.AcceleratedLibvirtDriver.'
-            '_get_guest_config', capture))
+        self.guest_configs = self.useFixture(
+            guest_configs.GuestConfigCapture(
+                cn_driver.AcceleratedLibvirtDriver,
+                'cyborg_nova.virt_hooks.driver.AcceleratedLibvirtDriver',
+            )).configs
         self.flags(enabled_drivers=['pci'], group='accelerator')
         # The per-instance lock shared with cyborg-nova attach/detach is an
         # external (file) lock; Nova's harness sets no lock_path.
