@@ -1,10 +1,11 @@
 """Run the benchmarks: ``python -m cyborg_nova.tests.bench [--quick] [names]``.
 
 *names* pick modules of this package (``scheduler`` or ``bench_scheduler``,
-``discovery``, ``nvml``); without names every one of :data:`MODULES` that
-exists runs, in that order.  Each runs in a process of its own (``python -m
-cyborg_nova.tests.bench.<module>``), so that one benchmark's configuration,
-monkey patching and heap do not colour the next one's timings.
+``discovery``, ``nvml``, ``spawn``); without names every one of
+:data:`MODULES` that exists runs, in that order.  Each runs in a process of
+its own (``python -m cyborg_nova.tests.bench.<module>``), so that one
+benchmark's configuration, monkey patching and heap do not colour the next
+one's timings.
 
 ``--quick`` asks each module for its quick mode: the module's
 ``QUICK_ARGV`` when it defines one, else ``--quick`` when its source
@@ -20,7 +21,7 @@ import time
 
 PACKAGE = 'cyborg_nova.tests.bench'
 MODULES = ('bench_scheduler', 'bench_discovery', 'bench_nvml',
-           'bench_multi_gpu', 'bench_races')
+           'bench_multi_gpu', 'bench_races', 'bench_spawn')
 
 
 def module_name(name):
