@@ -350,7 +350,8 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         return self._request(instance).link_policy
 
     def _place_near_devices(self, instance, cfg, devices):
-        """vCPUs and memory of a shared-CPU guest on its devices' node.
+        """vCPUs and memory of a shared-CPU guest on its devices' node,
+        as the enabled tuning drivers (``numa_pinning``) place them.
 
         Guests with dedicated CPUs were already placed there by Nova's own
         claim (see :mod:`cyborg_nova.policy.numa_affinity`); their XML is
@@ -367,18 +368,25 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                      'aligned' if nodes <= guest_nodes else 'NOT aligned',
                      instance=instance)
             return
-        placement = numa_fit.place(
-            self._numa_cells_for_shared_guests(),
-            {d.address: d.numa_node for d in devices},
-            vcpus=instance.flavor.vcpus,
-            memory_mb=instance.flavor.memory_mb,
-            dedicated=False, policy=req.numa_policy)
-        if placement.constrained:
-            cfg.cpuset = set(placement.cpuset)
-            cfg.numatune = guest_devices.numatune_config(
-                placement.memory_nodes)
-        LOG.info('NUMA placement: %s', placement.explanation,
-                 instance=instance)
+        tuners = self.accelerators.tuning_drivers()
+        if not tuners:
+            LOG.info('No tuning driver is enabled ([accelerator] '
+                     'enabled_drivers has no numa_pinning): the guest is not '
+                     'placed near its accelerators', instance=instance)
+            return
+        guest = numa_fit.GuestRequest(
+            vcpus=instance.flavor.vcpus, memory_mb=instance.flavor.memory_mb,
+            dedicated=False, policy=req.numa_policy,
+            devices={d.address: d.numa_node for d in devices})
+        cells = self._numa_cells_for_shared_guests()
+        for tuner in tuners:
+            placement = tuner.tune(guest, cells)
+            if placement.constrained:
+                cfg.cpuset = set(placement.cpuset)
+                cfg.numatune = guest_devices.numatune_config(
+                    placement.memory_nodes)
+            LOG.info('NUMA placement (%s): %s', tuner.name,
+                     placement.explanation, instance=instance)
 
     def _numa_cells_for_shared_guests(self):
         """``{node: NumaCell}``: the CPUs a shared-CPU guest may float on

@@ -63,6 +63,12 @@ class HostDevices(object):
             self.refresh()
         return self.result.devices
 
+    def tuning_drivers(self):
+        """The enabled tuning drivers (they own no devices)."""
+        if self.result is None:
+            self.refresh()
+        return self.result.tuning_drivers
+
     def by_address(self):
         return {d.address: d for d in self.devices}
 

@@ -54,7 +54,8 @@ class GPUTestBase(base.AcceleratorTestBase):
                 cn_driver.AcceleratedLibvirtDriver,
                 'cyborg_nova.virt_hooks.driver.AcceleratedLibvirtDriver',
             )).configs
-        self.flags(enabled_drivers=['pci'], group='accelerator')
+        self.flags(enabled_drivers=['pci', 'numa_pinning'],
+                   group='accelerator')
         # The per-instance lock shared with cyborg-nova attach/detach is an
         # external (file) lock; Nova's harness sets no lock_path.
         self.flags(lock_path=self.useFixture(fixtures.TempDir()).path,

@@ -42,6 +42,17 @@ class TestGPUSpawn(gpu_base.GPUTestBase):
         self.assertEqual({'host1_PGPU_10de_2330_NUMA1': 1},
                          self.gpu_usage('host1'))
 
+    def test_without_the_tuning_driver_the_guest_is_left_where_nova_puts_it(
+            self):
+        self.flags(enabled_drivers=['pci'], group='accelerator')
+        self.start_gpu_compute('host1', gpu_nodes=[1])
+        flavor = self.gpu_flavor(gpus=1)
+        server = self._create_server(flavor_id=flavor, networks='none')
+        cfg = self.last_config(server)
+        self.assertEqual(['0000:10:00.0'], self.hostdev_addresses(cfg))
+        self.assertIsNone(cfg.numatune)
+        self.assertNotEqual({4, 5, 6, 7}, cfg.cpuset)
+
     def test_dedicated_cpu_server_is_pinned_on_its_gpu_node(self):
         self.flags(cpu_dedicated_set='0-7', cpu_shared_set=None,
                    group='compute')

@@ -67,7 +67,8 @@ class TestAcceleratorHealth(HealthTestBase):
         super().setUp()
         fake.FakeDriver.reset()
         self.addCleanup(fake.FakeDriver.reset)
-        self.flags(enabled_drivers=['fake'], group='accelerator')
+        self.flags(enabled_drivers=['fake', 'numa_pinning'],
+                   group='accelerator')
 
     def _set_health(self, address, health):
         fake.FakeDriver.DEVICES = [
