@@ -123,6 +123,28 @@ class MdevDriver(base.AcceleratorDriver):
         return self.create_mdev(device.address, self._type_of(device),
                                 new_uuid)
 
+    def ensure(self, device, instance_uuid, index):
+        """The instance's *index*-th mdev on the parent: reused when it
+        exists (every rebuild of the guest XML asks again), created with
+        its derived UUID otherwise (first boot, after a host reboot)."""
+        wanted = mdev_uuid(instance_uuid, device.address, index)
+        if self.mdev_exists(wanted):
+            return device_mod.MdevHostdev(uuid=wanted,
+                                          mdev_type=self._type_of(device),
+                                          parent=device.address)
+        if not device.assignable:
+            raise errors.NotAssignable(device.address, device.reasons)
+        return self.create_mdev(device.address, self._type_of(device),
+                                wanted)
+
+    def parent_of(self, mdev):
+        """The parent address of the existing mdev of UUID *mdev*, or None
+        when there is no such mdev."""
+        link = self.sysfs.path('bus', 'mdev', 'devices', mdev)
+        if not os.path.lexists(link):
+            return None
+        return os.path.basename(os.path.dirname(os.path.realpath(link)))
+
     def detach(self, device, instance_uuid):
         """Remove the instance's mdevs on this parent (none: nothing)."""
         present = self._mdevs_of(device.address)

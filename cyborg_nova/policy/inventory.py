@@ -11,9 +11,17 @@ device is picked on the host at spawn, as Nova does for vGPUs.
 Unhealthy devices stay in the inventory and are *reserved*, so a device in
 use never vanishes under its guest; a device that is not assignable is not
 offered at all unless a guest holds it.
+
+A VGPU group counts vGPUs, not devices: its total is the sum of its
+parents' ``vgpu_capacity`` (the instances of the enabled mdev type), several
+guests share one parent, and what is in use is the number of mdevs on the
+parents (``vgpu_used``, or the count the caller gives).
 """
 
+import collections
 import dataclasses
+
+import os_resource_classes as orc
 import uuid
 
 from cyborg_nova.policy import classify
@@ -51,9 +59,14 @@ class LocalityGroup:
     #: what a request with ``accelerator:link_policy=strict`` may take.
     #: None: not known (a group built by older code).
     largest_free_island: int | None = None
+    #: Units the group offers when they are not its devices (VGPU: the
+    #: vGPU capacity of its parents); None: one unit per device.
+    capacity: int | None = None
 
     @property
     def total(self):
+        if self.capacity is not None:
+            return self.capacity
         return len(self.devices)
 
     @property
@@ -76,20 +89,38 @@ def group_key(device):
                     device.product_id, device.numa_node)
 
 
-def locality_groups(devices, in_use=()):
+def is_shared(device):
+    """Whether guests share the device in units (a vGPU parent)."""
+    return device.resource_class == orc.VGPU
+
+
+def vgpu_capacity(device):
+    return int(device.capabilities.get('vgpu_capacity') or 0)
+
+
+def locality_groups(devices, in_use=(), vgpus_in_use=None):
     """Group the devices a host may offer.
 
-    *in_use* holds the addresses guests hold now.  A device is offered when
-    it is assignable, or when a guest holds it.  A free device that is
-    unhealthy or no longer assignable is *reserved*; a held one is counted
-    by its guest's allocation alone (reserving it too would take a second
-    slot of the group and keep a healthy free device from being scheduled),
-    and becomes reserved when its guest lets it go.
+    *in_use* holds the addresses guests hold now.  *vgpus_in_use* maps a
+    vGPU parent's address to the vGPUs guests hold on it (default: the
+    parent's ``vgpu_used`` capability, the mdevs sysfs shows).  A device
+    is offered when it is assignable, or when a guest holds it.  A free
+    device that is unhealthy or no longer assignable is *reserved*; a held
+    one is counted by its guest's allocation alone (reserving it too would
+    take a second slot of the group and keep a healthy free device from
+    being scheduled), and becomes reserved when its guest lets it go.
     """
     in_use = set(in_use)
+    vgpus = collections.Counter(vgpus_in_use or {})
+
+    def vgpus_used(dev):
+        if vgpus_in_use is None:
+            return int(dev.capabilities.get('vgpu_used') or 0)
+        return vgpus[dev.address]
+
     grouped = {}
     for dev in devices:
-        held = dev.address in in_use
+        held = dev.address in in_use or (is_shared(dev) and vgpus_used(dev))
         if not dev.assignable and not held:
             continue
         grouped.setdefault(group_key(dev), []).append(dev)
@@ -100,6 +131,9 @@ def locality_groups(devices, in_use=()):
         for d in devs:
             traits |= set(d.traits)
         traits.add(classify.custom_name('ACCEL_GROUP'))
+        if key.resource_class == orc.VGPU:
+            groups.append(_vgpu_group(key, devs, traits, vgpus_used))
+            continue
         reserved = sum(1 for d in devs if d.address not in in_use
                        and (not d.healthy or not d.assignable))
         loads = [d.utilization.load for d in devs
@@ -116,6 +150,28 @@ def locality_groups(devices, in_use=()):
             load=(sum(loads) / len(loads)) if loads else None,
             largest_free_island=topology.largest_free_island(free)))
     return groups
+
+
+def _vgpu_group(key, devs, traits, vgpus_used):
+    """A group of vGPU parents: units are vGPUs; an unhealthy or no longer
+    assignable parent reserves what its guests do not use."""
+    used = {d.address: min(vgpus_used(d), vgpu_capacity(d)) for d in devs}
+    usable = {d.address: d.healthy and d.assignable for d in devs}
+    free_on = [vgpu_capacity(d) - used[d.address] for d in devs
+               if usable[d.address]]
+    loads = [d.utilization.load for d in devs
+             if d.utilization is not None and d.utilization.load is not None]
+    return LocalityGroup(
+        key=key,
+        devices=[d.address for d in devs],
+        traits=frozenset(traits),
+        reserved=sum(vgpu_capacity(d) - used[d.address] for d in devs
+                     if not usable[d.address]),
+        in_use=sum(used.values()),
+        load=(sum(loads) / len(loads)) if loads else None,
+        # The vGPUs of one request live on one parent at best.
+        largest_free_island=max(free_on, default=0),
+        capacity=sum(vgpu_capacity(d) for d in devs))
 
 
 def inventory_record(group):

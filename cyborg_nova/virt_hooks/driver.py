@@ -28,6 +28,7 @@ re-exports this class.  What it adds to Nova's libvirt driver:
   holding passthrough devices.
 """
 
+import collections
 import contextlib
 import copy
 import threading
@@ -99,7 +100,8 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         """Tell the operator what one request group can get here, and when
         the NVLink part of the topology is unknown."""
         groups = inventory.locality_groups(devices)
-        widest = max((g.total for g in groups), default=0)
+        widest = max((len(g.devices) for g in groups
+                      if g.capacity is None), default=0)
         if widest:
             LOG.info('Largest accelerator group on this host: %d device(s). '
                      'A flavor asking more in one request group gets no '
@@ -114,7 +116,9 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                      'PCIe topology only', ', '.join(blind))
 
     def _guest_devices(self):
-        """``{instance uuid: [pci address]}`` of every defined guest."""
+        """``{instance uuid: [pci address]}`` of every defined guest; a
+        guest's mdevs count as the address of their vGPU parent, once per
+        mdev."""
         held = {}
         try:
             guests = self._host.list_guests(only_running=False)
@@ -125,6 +129,10 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         for guest in guests:
             try:
                 addrs = guest_devices.pci_addresses_in(guest)
+                for mdev in guest_devices.mdev_uuids_in(guest):
+                    parent = self.accelerators.mdev_parent(guest.uuid, mdev)
+                    if parent:
+                        addrs.append(parent)
             except Exception as exc:   # a guest vanishing while we look
                 LOG.debug('Could not read devices of guest %s: %s',
                           guest.uuid, exc)
@@ -331,10 +339,22 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         if not devices:
             return cfg
         present = set(guest_devices.pci_addresses_in_config(cfg))
+        mdevs = set(guest_devices.mdev_uuids_in_config(cfg))
+        index = collections.Counter()
         for dev in devices:
+            driver = self.accelerators.driver_for(dev)
+            if inventory.is_shared(dev):
+                # A vGPU: the instance's index-th mdev on this parent,
+                # reused on every rebuild of the XML (Nova's hard reboot
+                # may already have put it in, from the old guest).
+                hostdev = driver.ensure(dev, instance.uuid,
+                                        index[dev.address])
+                index[dev.address] += 1
+                if hostdev.uuid not in mdevs:
+                    cfg.add_device(guest_devices.hostdev_config(hostdev))
+                continue
             if dev.address in present:
                 continue
-            driver = self.accelerators.driver_for(dev)
             cfg.add_device(guest_devices.hostdev_config(
                 driver.attach(dev, instance.uuid)))
         self._place_near_devices(instance, cfg, devices)

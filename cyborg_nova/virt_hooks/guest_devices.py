@@ -2,7 +2,7 @@
 
 Builds ``<hostdev>`` elements for devices, ``<vcpu cpuset>`` and
 ``<numatune>`` for NUMA-local placement of shared-CPU guests, and reads
-back which PCI devices a defined guest holds.
+back which PCI devices and mdevs a defined guest holds.
 """
 
 from nova.pci import utils as pci_utils
@@ -41,6 +41,18 @@ def pci_addresses_in_config(guest_cfg):
     """Host PCI addresses in a ``LibvirtConfigGuest`` being built."""
     return [address_of(d) for d in guest_cfg.devices
             if isinstance(d, vconfig.LibvirtConfigGuestHostdevPCI)]
+
+
+def mdev_uuids_in(guest):
+    """UUIDs of the mdevs in a ``nova.virt.libvirt.guest.Guest``'s config."""
+    return [d.uuid for d in
+            guest.get_all_devices(vconfig.LibvirtConfigGuestHostdevMDEV)]
+
+
+def mdev_uuids_in_config(guest_cfg):
+    """UUIDs of the mdevs in a ``LibvirtConfigGuest`` being built."""
+    return [d.uuid for d in guest_cfg.devices
+            if isinstance(d, vconfig.LibvirtConfigGuestHostdevMDEV)]
 
 
 def numatune_config(nodes, mode='strict'):

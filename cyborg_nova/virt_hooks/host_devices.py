@@ -9,12 +9,19 @@ host are held until the resize is confirmed or reverted.  Discovery runs
 the enabled drivers (see :mod:`cyborg_nova.discovery`) and is refreshed at
 every periodic resource update, so a device that vanished or turned
 unhealthy is seen within one period.
+
+vGPU parents (resource class VGPU) are shared: a guest holding one of its
+mdevs is listed with the parent's address once per mdev, a parent is picked
+as long as it has vGPUs left, and the same parent may be picked several
+times for one instance (its mdevs then get indexes 0, 1, ...).
 """
 
+import collections
 import logging
 import threading
 
 from cyborg_nova import discovery
+from cyborg_nova.drivers import mdev as mdev_driver
 from cyborg_nova import errors
 from cyborg_nova.policy import device_pick
 from cyborg_nova.policy import inventory
@@ -93,8 +100,48 @@ class HostDevices(object):
                 addresses.update(addrs)
             return addresses
 
+    def vgpus_held(self, guests):
+        """``{parent address: vGPUs}`` held by guests (their mdevs, as
+        :meth:`mdev_parent` maps them), by spawns in progress and by
+        resize reservations.  An instance both in a guest and in a claim
+        (a hard reboot's hold) counts once."""
+        shared = {d.address for d in self.devices if inventory.is_shared(d)}
+        per_instance = {}
+        with self._lock:
+            for source in (guests, self._pending, self._reserved):
+                for uuid, addrs in source.items():
+                    mine = collections.Counter(a for a in addrs
+                                               if a in shared)
+                    per_instance[uuid] = per_instance.get(
+                        uuid, collections.Counter()) | mine
+        return sum(per_instance.values(), collections.Counter())
+
     def groups(self, guests):
-        return inventory.locality_groups(self.devices, self.held(guests))
+        # What the kernel shows (mdevs on the parent) or what the guests
+        # and claims say, whichever is more: neither may be over-offered.
+        counted = self.vgpus_held(guests)
+        vgpus = {d.address: max(counted[d.address], int(
+            d.capabilities.get('vgpu_used') or 0))
+            for d in self.devices if inventory.is_shared(d)}
+        return inventory.locality_groups(self.devices, self.held(guests),
+                                         vgpus_in_use=vgpus)
+
+    def mdev_parent(self, instance_uuid, mdev):
+        """The address of the vGPU parent of an instance's mdev (UUID
+        *mdev*): where sysfs links it, else (a host reboot removed it) the
+        parent its UUID was derived from; None when it is not ours."""
+        parents = [d for d in self.devices if inventory.is_shared(d)]
+        drivers = {self.driver_for(d) for d in parents}
+        for driver in drivers:
+            found = getattr(driver, 'parent_of', None)
+            if found is not None and found(mdev):
+                return found(mdev)
+        for dev in parents:
+            for index in range(max(1, inventory.vgpu_capacity(dev))):
+                if mdev_driver.mdev_uuid(instance_uuid, dev.address,
+                                         index) == mdev:
+                    return dev.address
+        return None
 
     def groups_by_provider(self, root_uuid):
         """``{provider uuid: (suffix, [Device])}`` of every group."""
@@ -140,6 +187,11 @@ class HostDevices(object):
                     continue
                 suffix, devs = groups[rp_uuid]
                 count = sum(alloc.get('resources', {}).values())
+                if devs and inventory.is_shared(devs[0]):
+                    chosen.extend(self._pick_vgpus(
+                        instance_uuid, devs, count, guests, keep, chosen,
+                        suffix))
+                    continue
                 # Devices the guest already holds (a rebuild, a retried
                 # spawn) count first.
                 mine = [d for d in devs if d.address in own][:count]
@@ -159,6 +211,47 @@ class HostDevices(object):
                     % ', '.join(sorted(unknown)))
             self._pending[instance_uuid] = [d.address for d in chosen]
             return chosen
+
+    def _pick_vgpus(self, instance_uuid, parents, count, guests, keep,
+                    chosen, group_name):
+        """*count* vGPU parents (with repeats) of one group for an instance:
+        the parents its mdevs are on first, then those with most vGPUs
+        left, by address.  Called under the claim lock."""
+        others = collections.Counter()
+        for uuid, addrs in list(guests.items()) + list(
+                self._pending.items()) + list(self._reserved.items()):
+            if uuid != instance_uuid:
+                others.update(addrs)
+        own = (collections.Counter(guests.get(instance_uuid, ())) |
+               collections.Counter(keep))
+        taken = collections.Counter(d.address for d in chosen)
+        free = {}
+        for dev in parents:
+            if not (dev.healthy and dev.assignable):
+                continue
+            free[dev.address] = (inventory.vgpu_capacity(dev) -
+                                 others[dev.address] - taken[dev.address])
+        by_address = {d.address: d for d in parents}
+        picked = []
+        for address in sorted(own):
+            for _ in range(own[address]):
+                if len(picked) < count and free.get(address, 0) > 0:
+                    picked.append(by_address[address])
+                    free[address] -= 1
+        while len(picked) < count:
+            best = max(sorted(free), key=lambda a: free[a], default=None)
+            if best is None or free[best] < 1:
+                raise errors.NoFreeDevice(
+                    'locality group %s has %d free vGPU(s) but Placement '
+                    'allocated %d: the host and Placement disagree (an mdev '
+                    'was created outside Nova, or a parent turned '
+                    'unhealthy); the next inventory update corrects '
+                    'Placement, retry the request then' % (
+                        group_name, len(picked) + sum(
+                            max(0, f) for f in free.values()), count))
+            picked.append(by_address[best])
+            free[best] -= 1
+        return picked
 
     def pending(self, instance_uuid):
         with self._lock:

@@ -17,6 +17,7 @@ from nova import objects
 from oslo_log import log as logging
 
 from cyborg_nova.policy import classify
+from cyborg_nova.policy import inventory
 from cyborg_nova.policy import reconcile as policy
 from cyborg_nova.virt_hooks import guest_devices
 from cyborg_nova.virt_hooks import instance_record
@@ -82,15 +83,24 @@ def group_allocations(reportclient, context, root_uuid):
 def gather(driver, context, nodename, root_uuid, instances):
     """The :class:`~cyborg_nova.policy.reconcile.HostFacts` of this host."""
     accel = driver.accelerators
+    # vGPU parents are shared by design and their mdevs are not PCI
+    # hostdevs: they are left out of this reconciliation (not reconciled
+    # yet), so that their guests raise no false finding.
+    shared = {d.address for d in accel.devices if inventory.is_shared(d)}
     groups = {rp: frozenset(d.address for d in devs)
               for rp, (_, devs) in accel.groups_by_provider(
-                  root_uuid).items()}
+                  root_uuid).items()
+              if not any(d.address in shared for d in devs)}
     names, allocations = group_allocations(driver.virtapi.reportclient,
                                            context, root_uuid)
+    allocations = {c: {rp: n for rp, n in a.items() if rp in groups}
+                   for c, a in allocations.items()}
+    allocations = {c: a for c, a in allocations.items() if a}
     facts = {}
     for inst in instances:
         facts[inst.uuid] = policy.InstanceFacts(
-            uuid=inst.uuid, recorded=tuple(recorded(inst, nodename)),
+            uuid=inst.uuid, recorded=tuple(
+                a for a in recorded(inst, nodename) if a not in shared),
             settled=(inst.vm_state in SETTLED_STATES and
                      inst.task_state is None),
             name=inst.display_name or '')

@@ -70,14 +70,16 @@ class GPUTestBase(base.AcceleratorTestBase):
         return super()._setup_scheduler_service()
 
     def start_gpu_compute(self, hostname, gpu_nodes, nodes=2,
-                          cpus_per_node=None, kB_mem=16 * 1024 * 1024):
+                          cpus_per_node=None, kB_mem=16 * 1024 * 1024,
+                          **gpu_args):
         """Start a compute with GPUs on the given NUMA nodes (a list, one
-        entry per GPU)."""
+        entry per GPU); *gpu_args* go to :func:`hosts.gpu_host` (product,
+        kernel driver, mdev types)."""
         cpus_per_node = cpus_per_node or self.CPUS_PER_NODE
         root = os.path.join(self.useFixture(fixtures.TempDir()).path, 'sys')
         os.makedirs(root)
         hosts.gpu_host(root, gpu_nodes, cpus_per_node=cpus_per_node,
-                       nodes=nodes)
+                       nodes=nodes, **gpu_args)
         self.flags(sysfs_root=root, group='accelerator')
         info = fakelibvirt.HostInfo(
             cpu_nodes=nodes, cpu_sockets=1, cpu_cores=cpus_per_node,

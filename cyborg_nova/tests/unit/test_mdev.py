@@ -2,7 +2,6 @@
 
 import errno
 import os
-import shutil
 
 import fixtures
 import os_resource_classes as orc
@@ -18,74 +17,12 @@ from cyborg_nova.drivers import pci
 from cyborg_nova import errors
 from cyborg_nova.sysfs import host as sysfs_host
 from cyborg_nova.tests.fixtures import hosts
+from cyborg_nova.tests.fixtures import mdev_kernel
 
 GPU0 = '0000:3b:00.0'          # node 0
 GPU1 = '0000:af:00.0'          # node 1
 INSTANCE = '9a2f3c1e-0d7b-4b7e-9d1a-3f1d2c4b5a60'
 OTHER = '1b6c8e2a-5f3d-4c9e-8a7b-6d5e4f3a2b10'
-
-
-class EmulatedKernel(sysfs_host.SysfsHost):
-    """A synthetic sysfs tree whose ``create`` and ``remove`` writes do
-    what the kernel does: make or delete the mdev's directory, its
-    ``/sys/bus/mdev/devices`` link and its link in the type's ``devices/``,
-    and count ``available_instances`` down or up.  Writes are recorded;
-    ``refuse`` makes the next ones fail with an errno."""
-
-    def __init__(self, root):
-        super().__init__(root)
-        self.writes = []
-        self.refuse = None
-
-    def write(self, path, text):
-        self.writes.append((self._rel(path), text))
-        if self.refuse:
-            raise OSError(self.refuse, os.strerror(self.refuse), path)
-        name, parent = os.path.basename(path), os.path.dirname(path)
-        if name == 'create':
-            self._create(parent, text.strip())
-        elif name == 'remove' and self._rel(parent).startswith(
-                os.path.join('bus', 'mdev', 'devices')):
-            self._remove(os.path.realpath(parent))
-        else:
-            super().write(path, text)
-
-    def _bus_link(self, mdev_uuid):
-        return self.path('bus', 'mdev', 'devices', mdev_uuid)
-
-    def _available(self, type_dir, delta):
-        path = os.path.join(type_dir, 'available_instances')
-        count = int(self.read(path)) + delta
-        if count < 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-        with open(path, 'w') as f:
-            f.write('%d\n' % count)
-
-    def _create(self, type_dir, mdev_uuid):
-        if os.path.lexists(self._bus_link(mdev_uuid)):
-            raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), mdev_uuid)
-        self._available(type_dir, -1)
-        mdev_dir = os.path.join(os.path.dirname(os.path.dirname(type_dir)),
-                                mdev_uuid)
-        os.makedirs(mdev_dir)
-        os.symlink(type_dir, os.path.join(mdev_dir, 'mdev_type'))
-        os.makedirs(os.path.dirname(self._bus_link(mdev_uuid)),
-                    exist_ok=True)
-        os.symlink(mdev_dir, self._bus_link(mdev_uuid))
-        os.symlink(mdev_dir, os.path.join(type_dir, 'devices', mdev_uuid))
-
-    def _remove(self, mdev_dir):
-        mdev_uuid = os.path.basename(mdev_dir)
-        type_dir = os.path.realpath(os.path.join(mdev_dir, 'mdev_type'))
-        os.unlink(os.path.join(type_dir, 'devices', mdev_uuid))
-        os.unlink(self._bus_link(mdev_uuid))
-        shutil.rmtree(mdev_dir)
-        self._available(type_dir, +1)
-
-    def reboot(self):
-        """Every mdev is gone after a host reboot."""
-        for mdev_uuid in os.listdir(self.path('bus', 'mdev', 'devices')):
-            self._remove(os.path.realpath(self._bus_link(mdev_uuid)))
 
 
 class MdevTestCase(testtools.TestCase):
@@ -102,7 +39,7 @@ class MdevTestCase(testtools.TestCase):
         self.conf.set_override('enabled_mdev_types', self.enabled,
                                'accelerator')
         self.context = base.HostContext(sysfs_root=self.root, conf=self.conf)
-        self.kernel = EmulatedKernel(self.root)
+        self.kernel = mdev_kernel.EmulatedKernel(self.root)
         self.driver = self.make_driver()
 
     def make_driver(self, enabled=None):
