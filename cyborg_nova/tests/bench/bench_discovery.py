@@ -37,6 +37,7 @@ from oslo_config import cfg
 from cyborg_nova.cmd import discover as discover_cmd
 from cyborg_nova import conf as cn_conf
 from cyborg_nova import discovery
+from cyborg_nova.tests.bench import options
 from cyborg_nova.tests.fixtures import hosts
 
 QUICK_ARGV = ('--quick',)
@@ -49,21 +50,10 @@ def parse_args(argv):
         prog='python -m cyborg_nova.tests.bench.bench_discovery',
         description='Time device discovery on a synthetic 8-GPU host and on '
                     'the captured H100 VM, with every registered driver.')
-    parser.add_argument('--quick', action='store_true',
-                        help='%d runs instead of %d' % (QUICK_RUNS,
-                                                        DEFAULT_RUNS))
-    parser.add_argument('--runs', type=int,
-                        help='runs per measurement (default %d; quick %d)'
-                        % (DEFAULT_RUNS, QUICK_RUNS))
-    parser.add_argument('--log-level', default='ERROR',
-                        help='level of our loggers, on standard error '
-                             '(default ERROR: drivers warn about NVML)')
-    args = parser.parse_args(argv)
-    if args.runs is None:
-        args.runs = QUICK_RUNS if args.quick else DEFAULT_RUNS
-    if args.runs < 1:
-        parser.error('--runs must be at least 1')
-    return args
+    options.add_run_options(parser, DEFAULT_RUNS, QUICK_RUNS,
+                            unit='runs per measurement',
+                            log_note=': drivers warn about NVML')
+    return options.parse_run_options(parser, argv, DEFAULT_RUNS, QUICK_RUNS)
 
 
 def driver_names():

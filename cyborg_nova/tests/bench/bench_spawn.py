@@ -53,6 +53,7 @@ from cyborg_nova.cmd import discover as discover_cmd
 from cyborg_nova import conf as cn_conf
 from cyborg_nova.policy import inventory
 from cyborg_nova.policy import numa_fit
+from cyborg_nova.tests.bench import options
 from cyborg_nova.tests.fixtures import hosts
 from cyborg_nova.virt_hooks import guest_devices
 from cyborg_nova.virt_hooks import host_devices
@@ -79,21 +80,9 @@ def parse_args(argv):
                     'spawn (claim, hostdev configs, NUMA placement) on a '
                     'synthetic 8-GPU host, next to building and serialising '
                     'a comparable LibvirtConfigGuest.')
-    parser.add_argument('--quick', action='store_true',
-                        help='%d spawns per case instead of %d'
-                        % (QUICK_RUNS, DEFAULT_RUNS))
-    parser.add_argument('--runs', type=int,
-                        help='spawns per case (default %d; quick %d)'
-                        % (DEFAULT_RUNS, QUICK_RUNS))
-    parser.add_argument('--log-level', default='ERROR',
-                        help='level of our loggers, on standard error '
-                             '(default ERROR)')
-    args = parser.parse_args(argv)
-    if args.runs is None:
-        args.runs = QUICK_RUNS if args.quick else DEFAULT_RUNS
-    if args.runs < 1:
-        parser.error('--runs must be at least 1')
-    return args
+    options.add_run_options(parser, DEFAULT_RUNS, QUICK_RUNS,
+                            unit='spawns per case')
+    return options.parse_run_options(parser, argv, DEFAULT_RUNS, QUICK_RUNS)
 
 
 def make_host(root):
