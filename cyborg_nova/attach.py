@@ -91,8 +91,8 @@ class RollbackIncomplete(AttachError):
 class Candidate:
     """One locality group of the host, as an attach sees it.
 
-    ``free``: addresses of its free devices, best first; ``traits``: its
-    provider's traits.
+    ``free``: addresses of its free devices; ``traits``: its provider's
+    traits.
     """
 
     provider: str
@@ -753,22 +753,19 @@ class _Operation(object):
         groups = inventory.locality_groups(accel.devices, held)
         traits_of = {}
         candidates = []
-        by_key = {}
-        for dev in accel.devices:
-            by_key.setdefault(inventory.group_key(dev), []).append(dev)
+        by_provider = accel.groups_by_provider(root)
         for group in groups:
             for address in group.devices:
                 traits_of[address] = group.traits
-            devs = by_key[group.key]
-            free = device_pick.free_devices(devs, held)
-            ordered = device_pick.pick(devs, len(free), held) if free else []
+            devs = by_provider[group.provider_uuid(root)][1]
             candidates.append(Candidate(
                 provider=group.provider_uuid(root),
                 name=group.provider_name(self.nodename),
                 resource_class=group.key.resource_class,
                 numa_node=group.key.numa_node,
                 traits=group.traits,
-                free=tuple(d.address for d in ordered)))
+                free=tuple(sorted(d.address for d in
+                                  device_pick.free_devices(devs, held)))))
 
         needs, have = {}, {}
         for rc, count in resources.items():
@@ -796,6 +793,14 @@ class _Operation(object):
         for rc in sorted(needs):
             choice = choose(candidates, rc, needs[rc], traits, policy,
                             guest=shape, taken=taken)
+            # choose() settles the group; which of its devices is the
+            # host's topology-aware pick, as at spawn.
+            best = device_pick.pick(
+                by_provider[choice.candidate.provider][1],
+                len(choice.addresses), held | taken,
+                group_name=choice.candidate.name)
+            choice = dataclasses.replace(
+                choice, addresses=tuple(d.address for d in best))
             choices.append(choice)
             taken.update(choice.addresses)
             devices = dict(shape.devices)

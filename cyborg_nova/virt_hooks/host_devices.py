@@ -145,12 +145,11 @@ class HostDevices(object):
 
     def groups_by_provider(self, root_uuid):
         """``{provider uuid: (suffix, [Device])}`` of every group."""
-        grouped = {}
+        by_key = {}
         for dev in self.devices:
-            key = inventory.group_key(dev)
-            uuid = inventory.provider_uuid(root_uuid, key.suffix)
-            grouped.setdefault(uuid, (key.suffix, []))[1].append(dev)
-        return grouped
+            by_key.setdefault(inventory.group_key(dev), []).append(dev)
+        return {inventory.provider_uuid(root_uuid, key.suffix):
+                (key.suffix, devs) for key, devs in by_key.items()}
 
     # -- claims ----------------------------------------------------------
 
