@@ -55,10 +55,8 @@ def device_nodes(allocations, providers):
         resources = allocation['resources']
         group = providers.get(rp_uuid)
         if group is None:
-            if _PLAIN.issuperset(resources):
-                continue
             for resource_class in resources:
-                if is_accelerator_class(resource_class):
+                if request.is_accelerator_class(resource_class):
                     return None, ('provider %s of %s is not one of the '
                                   'host\'s accelerator groups',
                                   (rp_uuid, resource_class))
@@ -69,19 +67,3 @@ def device_nodes(allocations, providers):
                           (group.suffix, max(0, healthy), group.total))
         nodes.append(group.numa_node)
     return frozenset(nodes), None
-
-
-#: Resource classes known not to be accelerators (VCPU, MEMORY_MB...).
-_PLAIN = set()
-
-
-def is_accelerator_class(resource_class, _known={}):
-    """:func:`request.is_accelerator_class`, memoised (a handful of
-    classes, asked for every candidate)."""
-    answer = _known.get(resource_class)
-    if answer is None:
-        answer = _known[resource_class] = request.is_accelerator_class(
-            resource_class)
-        if not answer:
-            _PLAIN.add(resource_class)
-    return answer
