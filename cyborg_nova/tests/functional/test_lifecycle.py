@@ -312,6 +312,15 @@ class TestLifecycle(gpu_base.GPUTestBase):
         third = self._create_server(flavor_id=one, networks='none')
         self.assertGuest(third, [GPU1], 0)
 
+    def _offload_and_check_nothing_held(self, server):
+        """Shelve-offload, then no host holds or counts anything for it."""
+        self._shelve_server(server)
+        for host in ('hostA', 'hostB'):
+            self.assertEqual({}, self.used(host), host)
+            self.assertEqual({}, self.held(host), host)
+            self.assertEqual(0, self.vcpus_used(host), host)
+        self.assertEqual({}, self.records(server))
+
     def test_shelve_offload_right_after_a_move_holds_only_new_gpus(self):
         # Stock Nova 34 kept the previous host's PCI claims when a server
         # was shelve-offloaded right after a move, before any periodic
@@ -329,12 +338,7 @@ class TestLifecycle(gpu_base.GPUTestBase):
         server = self._migrate_server(server, host='hostB')
         self.assertGuest(server, [GPU2, GPU3], 0)
         server = self.confirm(server, 'hostA')
-        self._shelve_server(server)
-        for host in ('hostA', 'hostB'):
-            self.assertEqual({}, self.used(host), host)
-            self.assertEqual({}, self.held(host), host)
-            self.assertEqual(0, self.vcpus_used(host), host)
-        self.assertEqual({}, self.records(server))
+        self._offload_and_check_nothing_held(server)
 
         self.api.post_server_action(server['id'],
                                     {'unshelve': {'host': 'hostA'}})
@@ -350,12 +354,7 @@ class TestLifecycle(gpu_base.GPUTestBase):
         server = self._resize_server(server, one)
         self.assertEqual('hostB', self.host_of(server))
         server = self.confirm(server, 'hostA')
-        self._shelve_server(server)
-        for host in ('hostA', 'hostB'):
-            self.assertEqual({}, self.used(host), host)
-            self.assertEqual({}, self.held(host), host)
-            self.assertEqual(0, self.vcpus_used(host), host)
-        self.assertEqual({}, self.records(server))
+        self._offload_and_check_nothing_held(server)
         self.api.post_server_action(server['id'],
                                     {'unshelve': {'host': 'hostA'}})
         server = self._wait_for_state_change(server, 'ACTIVE')
