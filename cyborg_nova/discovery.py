@@ -4,7 +4,12 @@ Drivers are stevedore plugins in the ``cyborg_nova.drivers`` namespace,
 named by ``[accelerator] enabled_drivers``.  A driver that fails to load or
 to discover is reported (in :attr:`Discovery.failures` and the log) and
 skipped; the others go on.  When two drivers report the same PCI address,
-the more specific one (a vendor driver over the generic ``pci`` one) wins.
+the more specific one (a vendor driver over the generic ``pci`` one, the
+``mdev`` driver over the vendor one for a vGPU parent) describes it, and
+the others' readings fill in what it did not measure: a load it did not
+read is taken from another driver that read one, and a device any driver
+found unhealthy is unhealthy (so a vGPU parent bound to ``nvidia`` keeps
+NVML's load and XID health although the ``mdev`` driver reports it).
 """
 
 import dataclasses
@@ -12,6 +17,7 @@ import logging
 
 from stevedore import named
 
+from cyborg_nova import device as device_mod
 from cyborg_nova.drivers import base
 from cyborg_nova import errors
 
@@ -77,7 +83,7 @@ def discover(context, names=None, drivers=None):
         if names is None:
             names = context.conf.accelerator.enabled_drivers
         drivers = load_drivers(context, names, failures)
-    chosen = {}
+    seen = {}                          # address -> [Device], driver order
     for name, drv in drivers.items():
         if drv.tuning:
             continue
@@ -91,12 +97,28 @@ def discover(context, names=None, drivers=None):
             continue
         for dev in found:
             dev.driver = name          # the plugin name, as the contract says
-            held = chosen.get(dev.address)
-            if held is None or (drv.specificity >
-                                drivers[held.driver].specificity):
-                chosen[dev.address] = dev
-    devices = sorted(chosen.values(), key=lambda d: d.address)
+            seen.setdefault(dev.address, []).append(dev)
+    devices = sorted((_merge(views, drivers) for views in seen.values()),
+                     key=lambda d: d.address)
     return Discovery(devices=devices, failures=failures, drivers=drivers)
+
+
+def _merge(views, drivers):
+    """One device from the drivers' *views* of it: the most specific
+    driver's (the first on a tie), with the load and bad health the others
+    measured where it has none."""
+    ranked = sorted(views, key=lambda d: -drivers[d.driver].specificity)
+    winner, others = ranked[0], ranked[1:]
+    if winner.utilization is None:
+        winner.utilization = next((d.utilization for d in others
+                                   if d.utilization is not None), None)
+    if winner.healthy:
+        bad = next((d for d in others if not d.healthy), None)
+        if bad is not None:
+            winner.health = device_mod.Health.bad(
+                '%s (seen by the %s driver)' % (bad.health.reason,
+                                                bad.driver))
+    return winner
 
 
 def make_context(conf, sysfs_root=None, nvml=None):

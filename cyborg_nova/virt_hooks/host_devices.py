@@ -213,9 +213,9 @@ class HostDevices(object):
 
     def _pick_vgpus(self, instance_uuid, parents, count, guests, keep,
                     chosen, group_name):
-        """*count* vGPU parents (with repeats) of one group for an instance:
-        the parents its mdevs are on first, then those with most vGPUs
-        left, by address.  Called under the claim lock."""
+        """*count* vGPU parents (with repeats) of one group for an
+        instance (see :func:`device_pick.pick_vgpu_parents`).  Called under
+        the claim lock."""
         others = collections.Counter()
         for uuid, addrs in list(guests.items()) + list(
                 self._pending.items()) + list(self._reserved.items()):
@@ -224,33 +224,11 @@ class HostDevices(object):
         own = (collections.Counter(guests.get(instance_uuid, ())) |
                collections.Counter(keep))
         taken = collections.Counter(d.address for d in chosen)
-        free = {}
-        for dev in parents:
-            if not (dev.healthy and dev.assignable):
-                continue
-            free[dev.address] = (inventory.vgpu_capacity(dev) -
-                                 others[dev.address] - taken[dev.address])
-        by_address = {d.address: d for d in parents}
-        picked = []
-        for address in sorted(own):
-            for _ in range(own[address]):
-                if len(picked) < count and free.get(address, 0) > 0:
-                    picked.append(by_address[address])
-                    free[address] -= 1
-        while len(picked) < count:
-            best = max(sorted(free), key=lambda a: free[a], default=None)
-            if best is None or free[best] < 1:
-                raise errors.NoFreeDevice(
-                    'locality group %s has %d free vGPU(s) but Placement '
-                    'allocated %d: the host and Placement disagree (an mdev '
-                    'was created outside Nova, or a parent turned '
-                    'unhealthy); the next inventory update corrects '
-                    'Placement, retry the request then' % (
-                        group_name, len(picked) + sum(
-                            max(0, f) for f in free.values()), count))
-            picked.append(by_address[best])
-            free[best] -= 1
-        return picked
+        free = {dev.address: (inventory.vgpu_capacity(dev) -
+                              others[dev.address] - taken[dev.address])
+                for dev in parents if dev.healthy and dev.assignable}
+        return device_pick.pick_vgpu_parents(parents, count, free, own,
+                                             group_name=group_name)
 
     def pending(self, instance_uuid):
         with self._lock:

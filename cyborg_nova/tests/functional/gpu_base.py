@@ -86,6 +86,15 @@ class GPUTestBase(base.AcceleratorTestBase):
             cpu_threads=1, kB_mem=kB_mem)
         return self.start_compute(hostname, host_info=info)
 
+    def use_nvml(self, hostname, nvml):
+        """Give a started compute's drivers *nvml* (a fake: CI machines
+        have no NVIDIA driver), rediscover its devices and report them."""
+        accelerators = self.driver_of(hostname).accelerators
+        accelerators._nvml = nvml
+        accelerators._drivers = None         # reload them with this NVML
+        accelerators.refresh()
+        self._run_periodics()
+
     def gpu_flavor(self, gpus=1, vcpus=2, memory_mb=1024, **extra):
         specs = {'resources:PGPU': str(gpus)} if gpus else {}
         specs.update(extra)

@@ -11,6 +11,7 @@ import os
 from nova.virt.libvirt import config as vconfig
 
 from cyborg_nova.drivers import mdev as mdev_driver
+from cyborg_nova.tests.fixtures import fake_nvml
 from cyborg_nova.tests.fixtures import hosts
 from cyborg_nova.tests.fixtures import mdev_kernel
 from cyborg_nova.tests.functional import gpu_base
@@ -134,3 +135,86 @@ class TestVGPU(gpu_base.GPUTestBase):
         cell = self.host_mappings[compute.host].cell_mapping.name
         connection = compute.manager.driver._get_connection()
         self.start_compute(hostname, cell_name=cell, connection=connection)
+
+
+P1, P2 = '0000:10:00.0', '0000:20:00.0'     # gpu_host's first two GPUs
+H100_TYPES = {'nvidia-700': {'name': 'NVIDIA H100-20C',
+                             'available_instances': 4}}
+
+
+class TestVGPULoad(gpu_base.GPUTestBase):
+    """Time-sliced vGPUs go to the least loaded GPU, on the least loaded
+    host, by the load NVML reports (the ``nvidia`` driver reads it, the
+    ``mdev`` driver describes the parents)."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(mdev_kernel.EmulatedMdevKernel())
+        self.flags(enabled_drivers=['pci', 'nvidia', 'mdev', 'numa_pinning'],
+                   enabled_mdev_types=['nvidia-700'], group='accelerator')
+        self.flavor = self._create_flavor(
+            vcpu=1, memory_mb=512, extra_spec={'resources:VGPU': '1'})
+        self.roots = {}
+
+    def start_vgpu_host(self, hostname, gpu_nodes):
+        self.start_gpu_compute(hostname, gpu_nodes=gpu_nodes,
+                               product=hosts.H100, kernel_driver='nvidia',
+                               mdev_types=H100_TYPES)
+        self.roots[hostname] = gpu_base.CONF.accelerator.sysfs_root
+        nvml = fake_nvml.h100s([P1, P2][:len(gpu_nodes)])
+        self.use_nvml(hostname, nvml)
+        return nvml
+
+    @staticmethod
+    def set_load(nvml, address, percent):
+        nvml.set_answer(address, 'utilization',
+                        {'gpu': percent, 'memory': 0})
+
+    def parent_of(self, server, hostname):
+        mdevs = mdev_kernel.EmulatedMdevKernel.mdevs(self.roots[hostname])
+        for address in (P1, P2):
+            if mdev_driver.mdev_uuid(server['id'], address, 0) in mdevs:
+                return address
+        self.fail('server %s has no mdev on %s' % (server['id'], hostname))
+
+    def test_a_vgpu_goes_to_the_least_loaded_gpu_of_its_group(self):
+        nvml = self.start_vgpu_host('host1', gpu_nodes=[1, 1])
+        self.set_load(nvml, P1, 85)
+        self._run_periodics()
+        # Both parents sit in one NUMA-1 group: one provider of 8 vGPUs,
+        # its load the mean the host reports to the scheduler (the busier
+        # of compute and memory: the idle GPU has 0.6 % of memory in use).
+        driver = self.driver_of('host1')
+        [group] = driver.accelerators.groups(driver._guest_devices())
+        self.assertEqual(8, group.total)
+        self.assertAlmostEqual((85 + 0.59) / 2, group.load, places=1)
+
+        first = self._create_server(flavor_id=self.flavor, networks='none')
+        self.assertEqual(P2, self.parent_of(first, 'host1'))
+
+        # The load moves: the next vGPU follows it.
+        self.set_load(nvml, P1, 5)
+        self.set_load(nvml, P2, 95)
+        self._run_periodics()
+        second = self._create_server(flavor_id=self.flavor, networks='none')
+        self.assertEqual(P1, self.parent_of(second, 'host1'))
+        self.assertEqual({4, 5, 6, 7}, self.last_config(second).cpuset)
+
+    def test_a_vgpu_goes_to_the_least_loaded_host(self):
+        busy = self.start_vgpu_host('host1', gpu_nodes=[1])
+        idle = self.start_vgpu_host('host2', gpu_nodes=[1])
+        self.set_load(busy, P1, 90)
+        self._run_periodics()
+        first = self._create_server(flavor_id=self.flavor, networks='none')
+        self.assertEqual('host2', first['OS-EXT-SRV-ATTR:host'])
+        # host2 now has fewer free vGPUs (3 against 4), but host1's GPU is
+        # busy: by free count alone the next one would go to host1.
+        self._run_periodics()
+        second = self._create_server(flavor_id=self.flavor, networks='none')
+        self.assertEqual('host2', second['OS-EXT-SRV-ATTR:host'])
+
+        self.set_load(busy, P1, 10)
+        self.set_load(idle, P1, 90)
+        self._run_periodics()
+        third = self._create_server(flavor_id=self.flavor, networks='none')
+        self.assertEqual('host1', third['OS-EXT-SRV-ATTR:host'])

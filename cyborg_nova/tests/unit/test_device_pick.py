@@ -105,3 +105,87 @@ class ErrorTest(testtools.TestCase):
     def test_best_effort_without_an_island_takes_any(self):
         chosen = device_pick.pick(machines.pcie_server(), 2, {A1, C1})
         self.assertEqual([A2, C2], [d.address for d in chosen])
+
+
+P1, P2, P3 = '0000:10:00.0', '0000:20:00.0', '0000:30:00.0'
+
+
+def parent(address, load=None, capacity=8):
+    """A vGPU parent: *capacity* vGPUs, its driver measured *load* %."""
+    return device.Device(
+        address=address, resource_class='VGPU',
+        capabilities={'vgpu_capacity': capacity},
+        utilization=(None if load is None
+                     else device.Utilization(compute_percent=load)))
+
+
+class PickVgpuParentsTest(testscenarios.WithScenarios, testtools.TestCase):
+    """``pick_vgpu_parents(parents, count, free, own)``: which shared
+    parents an instance's vGPUs of one group go to."""
+
+    scenarios = [
+        ('loads unknown -> the parent with most vGPUs left',
+         dict(parents=[parent(P1), parent(P2)], free={P1: 3, P2: 5},
+              count=1, expect=[P2])),
+        ('the idle GPU wins over the one with more vGPUs left',
+         dict(parents=[parent(P1, load=90.0), parent(P2, load=5.0)],
+              free={P1: 7, P2: 2}, count=1, expect=[P2])),
+        ('memory use counts as load too',
+         dict(parents=[parent(P1, load=0.0),
+                       device.Device(address=P2, resource_class='VGPU',
+                                     capabilities={'vgpu_capacity': 8},
+                                     utilization=device.Utilization(
+                                         compute_percent=0.0,
+                                         memory_percent=60.0))],
+              free={P1: 1, P2: 8}, count=1, expect=[P1])),
+        ('equal loads -> two vGPUs of one request spread over two GPUs',
+         dict(parents=[parent(P1, 20.0), parent(P2, 20.0)],
+              free={P1: 8, P2: 8}, count=2, expect=[P1, P2])),
+        ('a much busier GPU is not used while the idle one has time slices',
+         dict(parents=[parent(P1, 0.0, capacity=4), parent(P2, 80.0)],
+              free={P1: 4, P2: 8}, count=3, expect=[P1, P1, P1])),
+        ('time slices added by this pick count against a parent',
+         dict(parents=[parent(P1, 0.0, capacity=2), parent(P2, 40.0)],
+              free={P1: 2, P2: 8}, count=2, expect=[P1, P2])),
+        ('a full parent is skipped however idle',
+         dict(parents=[parent(P1, 0.0), parent(P2, 99.0)],
+              free={P1: 0, P2: 1}, count=1, expect=[P2])),
+        ('parents missing from free (unhealthy) are never picked',
+         dict(parents=[parent(P1, 0.0), parent(P2, 50.0)],
+              free={P2: 4}, count=2, expect=[P2, P2])),
+        ('the parents an instance holds are kept, then the least loaded',
+         dict(parents=[parent(P1, 90.0), parent(P2, 0.0), parent(P3, 0.0)],
+              free={P1: 2, P2: 8, P3: 8}, own={P1: 1}, count=2,
+              expect=[P1, P2])),
+        ('a held parent with no room left is not kept',
+         dict(parents=[parent(P1, 0.0), parent(P2, 10.0)],
+              free={P1: 0, P2: 8}, own={P1: 1}, count=1, expect=[P2])),
+        ('ties end by address',
+         dict(parents=[parent(P2, 0.0), parent(P1, 0.0)],
+              free={P1: 4, P2: 4}, count=1, expect=[P1])),
+    ]
+
+    own = None
+
+    def test_pick(self):
+        chosen = device_pick.pick_vgpu_parents(
+            self.parents, self.count, dict(self.free), self.own,
+            group_name='VGPU_10de_1eb8_NUMA1')
+        self.assertEqual(self.expect, [d.address for d in chosen])
+
+    def test_free_is_not_changed(self):
+        free = dict(self.free)
+        device_pick.pick_vgpu_parents(self.parents, self.count, free,
+                                      self.own)
+        self.assertEqual(self.free, free)
+
+
+class PickVgpuParentsErrorTest(testtools.TestCase):
+
+    def test_too_few_vgpus_names_the_group_and_counts(self):
+        error = self.assertRaises(
+            errors.NoFreeDevice, device_pick.pick_vgpu_parents,
+            [parent(P1), parent(P2)], 4, {P1: 1, P2: 2},
+            group_name='VGPU_10de_1eb8_NUMA1')
+        self.assertIn('locality group VGPU_10de_1eb8_NUMA1 has 3 free '
+                      'vGPU(s) but Placement allocated 4', str(error))

@@ -300,14 +300,15 @@ class MergeTest(LoadTestCase):
 class _Fixed(base.AcceleratorDriver):
     """A driver built in a test, without entry points."""
 
-    def __init__(self, name, specificity, addresses):
+    def __init__(self, name, specificity, addresses, **fields):
         super().__init__(base.HostContext())
         self.name = name
         self.specificity = specificity
         self.addresses = addresses
+        self.fields = fields          # utilization, health, ...
 
     def discover(self):
-        return [device.Device(address=a, driver=self.name)
+        return [device.Device(address=a, driver=self.name, **self.fields)
                 for a in self.addresses]
 
     def attach(self, device, instance_uuid):
@@ -332,6 +333,45 @@ class InjectedDriversTest(testtools.TestCase):
                    'lo': _Fixed('lo', 0, ['0000:01:00.0'])}
         result = discovery.discover(base.HostContext(), drivers=drivers)
         self.assertEqual(['hi'], [d.driver for d in result.devices])
+
+    def _merged(self, **drivers):
+        result = discovery.discover(base.HostContext(), drivers=drivers)
+        self.assertEqual(1, len(result.devices))
+        return result.devices[0]
+
+    def test_a_load_only_a_less_specific_driver_read_is_kept(self):
+        # A vGPU parent: the mdev driver describes it, NVML read its load.
+        busy = device.Utilization(compute_percent=80.0)
+        for order in ((1, 0), (0, 1)):
+            views = [('mdev', _Fixed('mdev', 20, ['0000:01:00.0'])),
+                     ('nvidia', _Fixed('nvidia', 10, ['0000:01:00.0'],
+                                       utilization=busy))]
+            dev = self._merged(**dict(views[i] for i in order))
+            self.assertEqual(('mdev', busy), (dev.driver, dev.utilization))
+
+    def test_the_describing_driver_keeps_its_own_load(self):
+        own = device.Utilization(compute_percent=10.0)
+        dev = self._merged(
+            hi=_Fixed('hi', 10, ['0000:01:00.0'], utilization=own),
+            lo=_Fixed('lo', 0, ['0000:01:00.0'], utilization=device.
+                      Utilization(compute_percent=90.0)))
+        self.assertEqual(own, dev.utilization)
+
+    def test_a_device_any_driver_finds_unhealthy_is_unhealthy(self):
+        dev = self._merged(
+            mdev=_Fixed('mdev', 20, ['0000:01:00.0']),
+            nvidia=_Fixed('nvidia', 10, ['0000:01:00.0'],
+                          health=device.Health.bad('XID 79')))
+        self.assertEqual(('mdev', False), (dev.driver, dev.healthy))
+        self.assertEqual('XID 79 (seen by the nvidia driver)',
+                         dev.health.reason)
+
+    def test_a_healthy_view_does_not_heal_the_describing_driver(self):
+        dev = self._merged(
+            hi=_Fixed('hi', 10, ['0000:01:00.0'],
+                      health=device.Health.bad('link down')),
+            lo=_Fixed('lo', 0, ['0000:01:00.0']))
+        self.assertEqual('link down', dev.health.reason)
 
     def test_a_driver_returning_none_is_skipped(self):
         drivers = {'none': _Fixed('none', 0, []),
