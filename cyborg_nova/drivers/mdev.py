@@ -14,8 +14,9 @@ Host-side actions go through sysfs, as the kernel documents them:
 
 An instance's mdev UUIDs are derived from the instance, the parent and an
 index (:func:`mdev_uuid`), so :meth:`MdevDriver.detach` finds them without
-state of its own, and :meth:`MdevDriver.recreate` brings them back after a
-host reboot (mdevs do not survive one).
+state of its own, and :meth:`MdevDriver.ensure` (called at every build of
+the guest's XML) brings them back after a host reboot, which mdevs do not
+survive.
 """
 
 import dataclasses
@@ -156,26 +157,6 @@ class MdevDriver(base.AcceleratorDriver):
                 for i in range(bound)}
         for mdev in sorted(present & ours):
             self.remove_mdev(mdev)
-
-    def recreate(self, mdevs):
-        """Create again the mdevs (:class:`~cyborg_nova.device.MdevHostdev`)
-        a host reboot removed; those that exist are skipped.  Tries every
-        one, then raises :class:`~cyborg_nova.errors.MdevError` naming the
-        failures.  Returns the mdevs it created."""
-        created, failed = [], []
-        for mdev in mdevs:
-            if self.mdev_exists(mdev.uuid):
-                continue
-            try:
-                created.append(self.create_mdev(mdev.parent, mdev.mdev_type,
-                                                mdev.uuid))
-            except errors.DriverError as exc:
-                failed.append(str(exc))
-        if failed:
-            raise errors.MdevError(
-                'could not recreate %d of %d mdevs: %s'
-                % (len(failed), len(mdevs), '; '.join(failed)))
-        return created
 
     def create_mdev(self, parent, mdev_type, new_uuid):
         """Create one mdev of *mdev_type* on *parent*; returns its

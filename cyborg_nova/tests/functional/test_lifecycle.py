@@ -16,11 +16,9 @@ GPU *i* of a host (0-based, in ``gpu_nodes`` order) is at PCI address
 import threading
 import time
 
-import fixtures
 from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import objects
-from nova.tests.fixtures import libvirt as fakelibvirt
 
 from cyborg_nova.tests.functional import gpu_base
 from cyborg_nova.virt_hooks import instance_record
@@ -37,12 +35,7 @@ class TestLifecycle(gpu_base.GPUTestBase):
 
     def setUp(self):
         super().setUp()
-        # What Nova's own vGPU tests stub to let the libvirt driver resize
-        # and migrate over fake libvirt (no disks to move).
-        self.useFixture(fixtures.MockPatch(
-            'nova.virt.libvirt.LibvirtDriver._get_instance_disk_info',
-            return_value=[]))
-        self.useFixture(fixtures.MockPatch('os.rename'))
+        self.allow_moves()
         self.ctxt = nova_context.get_admin_context()
 
     # -- helpers ---------------------------------------------------------
@@ -86,41 +79,6 @@ class TestLifecycle(gpu_base.GPUTestBase):
             self.assertEqual(NODE_CPUS[node], cfg.cpuset)
             self.assertEqual('strict', cfg.numatune.memory.mode)
             self.assertEqual([node], cfg.numatune.memory.nodeset)
-
-    def host_of(self, server):
-        return self._show_server(server)['OS-EXT-SRV-ATTR:host']
-
-    def restart_gpu_compute(self, host, host_boot=False):
-        """Restart nova-compute on *host*; with *host_boot*, as after a
-        host reboot: its guests are defined but not running."""
-        driver = self.driver_of(host)
-        if host_boot:
-            conn = driver._host.get_connection()
-            for dom in conn.listAllDomains(
-                    fakelibvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                dom.destroy()
-        # The new driver reads its devices from the same synthetic tree.
-        self.flags(sysfs_root=driver.accelerators.sysfs_root,
-                   group='accelerator')
-        # Nova's restart_compute_service, through our start_compute: a new
-        # service and manager on the same fake libvirt connection.
-        compute = self.computes.pop(host)
-        self.compute_rp_uuids.pop(host)
-        compute.stop()
-        self.start_compute(
-            host, connection=driver._get_connection(),
-            cell_name=self.host_mappings[host].cell_mapping.name)
-
-    def confirm(self, server, source):
-        # libvirt's _cleanup_resize compares the instance's host with
-        # CONF.host, which Nova's harness shares between computes: it must
-        # name the source host while it confirms (as Nova's vGPU tests do).
-        harness_host = CONF.host
-        self.flags(host=source)
-        try:
-            return self._confirm_resize(server)
-        finally:
-            self.flags(host=harness_host)
 
     def hold_lock_during(self, server, task_state):
         """Hold the instance's lock, as ``cyborg-nova attach`` would, from

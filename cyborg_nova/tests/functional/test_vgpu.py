@@ -113,7 +113,7 @@ class TestVGPU(gpu_base.GPUTestBase):
         self.assertEqual({PROVIDER: 2}, self.vgpus_used())
         # A restarted compute counts the mdevs the guests hold, and its
         # start-up reconciliation finds nothing wrong with them.
-        self._restart_compute('host1')
+        self.restart_gpu_compute('host1')
         driver = self.driver_of('host1')
         guests = driver._guest_devices()
         self.assertEqual({s['id']: [GPU] for s in servers}, guests)
@@ -125,16 +125,6 @@ class TestVGPU(gpu_base.GPUTestBase):
                               if 'ERROR [cyborg_nova' in line])
         self.assertEqual(expected, self.mdevs())
         self.assertEqual({PROVIDER: 2}, self.vgpus_used())
-
-    def _restart_compute(self, hostname):
-        """Nova's ``restart_compute_service``, keeping the fake hypervisor
-        (the domains)."""
-        compute = self.computes.pop(hostname)
-        self.compute_rp_uuids.pop(hostname)
-        compute.stop()
-        cell = self.host_mappings[compute.host].cell_mapping.name
-        connection = compute.manager.driver._get_connection()
-        self.start_compute(hostname, cell_name=cell, connection=connection)
 
 
 P1, P2 = '0000:10:00.0', '0000:20:00.0'     # gpu_host's first two GPUs
@@ -218,3 +208,144 @@ class TestVGPULoad(gpu_base.GPUTestBase):
         self._run_periodics()
         third = self._create_server(flavor_id=self.flavor, networks='none')
         self.assertEqual('host1', third['OS-EXT-SRV-ATTR:host'])
+
+
+class TestVGPUMoves(gpu_base.GPUTestBase):
+    """A vGPU server keeps one mdev, on the host it runs on, NUMA-local,
+    through cold migration, resize (revert and confirm), shelve-offload
+    and unshelve, evacuation and a host reboot; the host it left removes
+    its mdev, and Placement counts only what the hosts hold.
+
+    hostA's GPU is on NUMA node 1 (CPUs 4-7), hostB's on node 0 (0-3);
+    both GPUs are at 0000:10:00.0, so a server's mdev UUID is the same on
+    either host (derived from server, parent address and index)."""
+
+    ADMIN_API = True
+
+    def setUp(self):
+        super().setUp()
+        self.allow_moves()
+        self.useFixture(mdev_kernel.EmulatedMdevKernel())
+        self.flags(enabled_drivers=['pci', 'mdev', 'numa_pinning'],
+                   enabled_mdev_types=['nvidia-223'], group='accelerator')
+        self.roots = {}
+        for host, node in (('hostA', 1), ('hostB', 0)):
+            self.start_gpu_compute(host, gpu_nodes=[node], product=hosts.T4,
+                                   kernel_driver='nvidia',
+                                   mdev_types=MDEV_TYPES)
+            self.roots[host] = gpu_base.CONF.accelerator.sysfs_root
+        self.one = self._create_flavor(
+            vcpu=2, memory_mb=1024, extra_spec={'resources:VGPU': '1'})
+        self.two = self._create_flavor(
+            vcpu=2, memory_mb=1024, extra_spec={'resources:VGPU': '2'})
+
+    def mdevs(self, host):
+        return mdev_kernel.EmulatedMdevKernel.mdevs(self.roots[host])
+
+    def vgpus_used(self, host):
+        rp_uuid = self.compute_rp_uuids[host]
+        tree = self.placement.get(
+            '/resource_providers?in_tree=%s' % rp_uuid,
+            version='1.14').body['resource_providers']
+        return sum(self.placement.get(
+            '/resource_providers/%s/usages' % rp['uuid']).body[
+                'usages'].get('VGPU', 0)
+            for rp in tree if rp['uuid'] != rp_uuid)
+
+    def mine(self, server, count=1):
+        return sorted(mdev_driver.mdev_uuid(server['id'], GPU, i)
+                      for i in range(count))
+
+    def assertOn(self, server, host, count=1):
+        """*server* runs on *host* with *count* mdevs of its own, NUMA-
+        local, and no host holds or counts anything else for it."""
+        node = {'hostA': 1, 'hostB': 0}[host]
+        other = {'hostA': 'hostB', 'hostB': 'hostA'}[host]
+        self.assertEqual(host, self.host_of(server))
+        cfg = self.last_config(server)
+        self.assertEqual(self.mine(server, count),
+                         sorted(d.uuid for d in cfg.devices if isinstance(
+                             d, vconfig.LibvirtConfigGuestHostdevMDEV)))
+        self.assertEqual({0: {0, 1, 2, 3}, 1: {4, 5, 6, 7}}[node],
+                         cfg.cpuset)
+        self.assertEqual(self.mine(server, count), self.mdevs(host))
+        self.assertEqual(count, self.vgpus_used(host))
+        self.assertEqual([], self.mdevs(other), other)
+        self.assertEqual(0, self.vgpus_used(other), other)
+
+    def test_migrate_resize_revert_confirm_and_shelve(self):
+        server = self._create_server(flavor_id=self.one, networks='none',
+                                     host='hostA')
+        self.assertOn(server, 'hostA')
+
+        # Cold migration: the source keeps its mdev (and Placement its
+        # vGPU) for a revert until the move is confirmed.
+        server = self._migrate_server(server, host='hostB')
+        self.assertEqual(self.mine(server), self.mdevs('hostA'))
+        self.assertEqual((1, 1), (self.vgpus_used('hostA'),
+                                  self.vgpus_used('hostB')))
+        server = self.confirm(server, 'hostA')
+        self.assertOn(server, 'hostB')
+
+        # Resize to two vGPUs (onto hostA), revert: back on hostB with the
+        # same mdev; hostA's two are removed.
+        server = self._resize_server(server, self.two)
+        self.assertEqual('hostA', self.host_of(server))
+        self.assertEqual(self.mine(server, 2), self.mdevs('hostA'))
+        self.assertEqual((2, 1), (self.vgpus_used('hostA'),
+                                  self.vgpus_used('hostB')))
+        server = self._revert_resize(server)
+        self.assertOn(server, 'hostB')
+
+        # Resize again, confirmed this time.
+        server = self._resize_server(server, self.two)
+        server = self.confirm(server, 'hostB')
+        self.assertOn(server, 'hostA', count=2)
+
+        # Shelve-offload gives every mdev back; unshelve makes new ones.
+        self._shelve_server(server)
+        for host in ('hostA', 'hostB'):
+            self.assertEqual(([], 0), (self.mdevs(host),
+                                       self.vgpus_used(host)), host)
+        self.api.post_server_action(server['id'],
+                                    {'unshelve': {'host': 'hostB'}})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertOn(server, 'hostB', count=2)
+
+        self._delete_server(server)
+        for host in ('hostA', 'hostB'):
+            self.assertEqual(([], 0), (self.mdevs(host),
+                                       self.vgpus_used(host)), host)
+
+    def test_evacuate_then_the_source_comes_back(self):
+        server = self._create_server(flavor_id=self.one, networks='none',
+                                     host='hostA')
+        self.computes['hostA'].stop()
+        service = self.admin_api.get_services(
+            host='hostA', binary='nova-compute')[0]
+        self.admin_api.put_service(service['id'], {'forced_down': True})
+        server = self._evacuate_server(server, expected_host='hostB')
+        self.assertEqual(self.mine(server), self.mdevs('hostB'))
+        # hostA is down: its mdev and allocation wait for it.
+        self.assertEqual(self.mine(server), self.mdevs('hostA'))
+
+        self.restart_gpu_compute('hostA')
+        self.admin_api.put_service(service['id'], {'forced_down': False})
+        self.assertOn(server, 'hostB')
+
+    def test_host_reboot_recreates_the_mdev(self):
+        self.flags(resume_guests_state_on_host_boot=True)
+        server = self._create_server(flavor_id=self.two, networks='none',
+                                     host='hostA')
+        self.assertOn(server, 'hostA', count=2)
+        configs = len(self.guest_configs[server['id']])
+
+        # mdevs do not survive a host reboot; the guest comes back with
+        # the same two, made again before its domain starts.
+        kernel = mdev_kernel.EmulatedKernel(self.roots['hostA'])
+        kernel.reboot()
+        self.assertEqual([], self.mdevs('hostA'))
+        self.restart_gpu_compute('hostA', host_boot=True)
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(configs + 1, len(self.guest_configs[server['id']]))
+        self.assertOn(server, 'hostA', count=2)

@@ -242,32 +242,37 @@ class ErrorsTest(MdevTestCase):
                       str(exc))
 
 
-class RecreateTest(MdevTestCase):
+class EnsureTest(MdevTestCase):
+    """``ensure``: what every build of a vGPU guest's XML calls."""
 
-    def test_recreate_after_reboot(self):
-        made = [self.driver.attach(self.parent(a), INSTANCE)
+    def test_first_call_creates_the_derived_uuid(self):
+        made = self.driver.ensure(self.parent(), INSTANCE, 1)
+        self.assertEqual(mdev.mdev_uuid(INSTANCE, GPU1, 1), made.uuid)
+        self.assertEqual([made.uuid], self.mdevs())
+
+    def test_an_existing_mdev_is_reused_without_writing(self):
+        made = self.driver.ensure(self.parent(), INSTANCE, 0)
+        self.kernel.writes.clear()
+        self.assertEqual(made, self.driver.ensure(self.parent(), INSTANCE, 0))
+        self.assertEqual([], self.kernel.writes)
+
+    def test_after_a_host_reboot_the_same_mdevs_come_back(self):
+        made = [self.driver.ensure(self.parent(a), INSTANCE, 0)
                 for a in (GPU0, GPU1)]
         self.kernel.reboot()
         self.assertEqual([], self.mdevs())
-        self.assertEqual(made, self.driver.recreate(made))
+        again = [self.driver.ensure(self.parent(a), INSTANCE, 0)
+                 for a in (GPU0, GPU1)]
+        self.assertEqual(made, again)
         self.assertEqual(sorted(m.uuid for m in made), self.mdevs())
 
-    def test_existing_mdevs_are_skipped(self):
-        made = self.driver.attach(self.parent(), INSTANCE)
-        self.kernel.writes.clear()
-        self.assertEqual([], self.driver.recreate([made]))
+    def test_a_parent_no_longer_assignable_gets_no_new_mdev(self):
+        gpu = self.parent()
+        gpu.reasons = ('shares IOMMU group 7 with 0000:00:1f.0',)
+        exc = self.assertRaises(errors.NotAssignable, self.driver.ensure,
+                                gpu, INSTANCE, 0)
+        self.assertIn('0000:af:00.0', str(exc))
         self.assertEqual([], self.kernel.writes)
-
-    def test_one_failure_does_not_stop_the_others(self):
-        lost = device_mod.MdevHostdev(mdev.mdev_uuid(OTHER, GPU0),
-                                      'nvidia-999', GPU0)
-        good = device_mod.MdevHostdev(mdev.mdev_uuid(INSTANCE, GPU1),
-                                      'nvidia-223', GPU1)
-        exc = self.assertRaises(errors.MdevError, self.driver.recreate,
-                                [lost, good])
-        self.assertIn('could not recreate 1 of 2 mdevs: 0000:3b:00.0 does '
-                      'not offer mdev type nvidia-999', str(exc))
-        self.assertEqual([good.uuid], self.mdevs())
 
 
 class MdevUuidTest(testtools.TestCase):
