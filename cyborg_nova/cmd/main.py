@@ -20,7 +20,7 @@ import warnings
 
 PACKAGE = 'cyborg_nova.cmd'
 #: Subcommands listed first in ``--help``, in this order; others follow.
-ORDER = ('discover', 'attach', 'detach', 'simulate')
+ORDER = ('discover', 'check', 'attach', 'detach', 'simulate')
 
 LOG_FORMAT = '%(levelname)s %(name)s: %(message)s'
 

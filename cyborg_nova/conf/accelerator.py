@@ -158,6 +158,17 @@ scheduler_opts = [
              'free device of a fully loaded group count for nothing. Raise '
              'it when devices share what load reveals (a PCIe switch, host '
              'memory bandwidth, vGPU time slicing).'),
+    cfg.StrOpt(
+        'placement_config_file',
+        default='/etc/placement/placement.conf',
+        help='Placement\'s configuration file, read (never written) by '
+             'nova-scheduler when it starts to check the settings '
+             'cyborg-nova relies on: a warning names any that hurts '
+             '(``randomize_allocation_candidates = False``, a '
+             '``max_allocation_candidates`` limit with depth-first '
+             'generation). When the file is not on the scheduler host, run '
+             '``cyborg-nova check --placement-config-file FILE`` where it '
+             'is. Empty: not checked.'),
 ]
 
 ALL_OPTS = (driver_opts + allow_opts + nvidia_opts + policy_opts +

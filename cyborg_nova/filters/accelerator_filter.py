@@ -49,6 +49,7 @@ from nova.objects import fields
 from nova.scheduler import filters
 
 from cyborg_nova import conf as cn_conf
+from cyborg_nova import deployment_check
 from cyborg_nova import errors
 from cyborg_nova.filters import candidates as cn_candidates
 from cyborg_nova.policy import host_stats
@@ -115,6 +116,10 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         self._providers = cn_candidates.ProviderMaps()
         self._cells = {}        # host uuid -> (NUMATopology, {node: cap})
         self._guest = (None, None, None, None)
+        # Built when nova-scheduler starts: say what in its settings (and
+        # Placement's, when readable here) works against accelerators.
+        deployment_check.check_and_log(
+            'scheduler', lambda: deployment_check.scheduler_findings(CONF))
 
     def _filter_one(self, host_state, spec_obj):
         # Ordinary flavors pass before Nova's rebuild check (which costs

@@ -43,6 +43,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 from oslo_log import log as logging
 
 from cyborg_nova import conf as cn_conf
+from cyborg_nova import deployment_check
 from cyborg_nova import errors
 from cyborg_nova.policy import host_stats
 from cyborg_nova.policy import inventory
@@ -91,6 +92,9 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                 LOG.info('Accelerator %s is not offered: %s', dev.address,
                          '; '.join(dev.reasons))
         self._log_topology_limits(result.devices)
+        deployment_check.check_and_log(
+            'compute', lambda: deployment_check.compute_findings(
+                CONF, result.devices))
         # What guests hold, what Placement allocated and what the records
         # say, compared once at start-up; never stops the start.
         reconcile.run(self, host, self._host.get_hostname())
