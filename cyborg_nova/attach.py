@@ -35,6 +35,7 @@ choice of devices and the reconcile plan.  The rest adapts it to the
 driver, libvirt and Placement.
 """
 
+import collections
 import dataclasses
 import logging
 import time
@@ -45,8 +46,8 @@ from nova import conf as nova_conf
 from nova.scheduler.client import report
 from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt import guest as libvirt_guest
-import os_resource_classes as orc
 
+from cyborg_nova import device as device_mod
 from cyborg_nova import errors
 from cyborg_nova.policy import device_pick
 from cyborg_nova.policy import inventory
@@ -330,18 +331,26 @@ def plan_reconcile(recorded, in_guest, provider_of, allocated,
     device out of the guest was being detached, and is reset again; an
     allocation with no device behind it is released.
     """
-    guest = [a for a in dict.fromkeys(in_guest) if a in provider_of]
+    # Counts, not sets: a guest holds one vGPU parent once per mdev.
+    guest = collections.Counter(a for a in in_guest if a in provider_of)
+    recorded = list(recorded)
+    count = collections.Counter(recorded)
     detaching = set(detaching)
-    forgotten = tuple(a for a in recorded
-                      if a in detaching and a not in guest)
-    reset = tuple(sorted(a for a in detaching
-                         if a in provider_of and a not in guest))
-    stray = tuple(a for a in recorded if a in provider_of
-                  and a not in guest and a not in detaching)
+    forgotten = _repeat((a, count[a] - guest[a]) for a in sorted(detaching))
+    reset = tuple(sorted(a for a in detaching if a in provider_of
+                         and guest[a] < max(count[a], 1)))
+    stray = _repeat((a, count[a] - guest[a]) for a in dict.fromkeys(
+        recorded) if a in provider_of and a not in detaching)
     vanished = tuple(a for a in recorded if a not in provider_of)
-    adopted = tuple(a for a in guest if a not in recorded)
-    record = tuple(dict.fromkeys(
-        [a for a in recorded if a not in forgotten] + list(adopted)))
+    adopted = _repeat((a, guest[a] - count[a]) for a in guest)
+    dropping = collections.Counter(forgotten)
+    record = []
+    for address in recorded:
+        if dropping[address] > 0:
+            dropping[address] -= 1
+        else:
+            record.append(address)
+    record = tuple(record) + adopted
     held = {}
     for address in record:
         if address in provider_of:
@@ -358,6 +367,11 @@ def plan_reconcile(recorded, in_guest, provider_of, allocated,
                          reset=reset, stray=stray, release=release,
                          short=short, vanished=vanished,
                          clear_marker=bool(detaching))
+
+
+def _repeat(pairs):
+    """``[(address, n)]`` -> each address *n* times (n <= 0: none)."""
+    return tuple(a for a, n in pairs for _ in range(max(0, n)))
 
 
 def apply_deltas(allocations, deltas):
@@ -631,7 +645,15 @@ class _Operation(object):
                 % (self.instance.uuid, exc))
 
     def _in_guest(self):
-        return guest_devices.pci_addresses_in(self.guest)
+        return self.driver.accelerators.addresses_in(self.guest)
+
+    def _mdevs_on(self, dev):
+        """UUIDs of the guest's mdevs on the vGPU parent *dev*, newest (the
+        highest index) last."""
+        in_guest = set(guest_devices.mdev_uuids_in(self.guest))
+        driver = self.driver.accelerators.driver_for(dev)
+        return [u for u in driver.instance_mdevs(dev, self.instance.uuid)
+                if u in in_guest]
 
     def _root(self):
         return self.driver._root_provider_uuid()
@@ -712,7 +734,15 @@ class _Operation(object):
         for address in plan.reset:
             dev = known[address]
             try:
-                self.driver.accelerators.driver_for(dev).uninstall(dev)
+                driver = self.driver.accelerators.driver_for(dev)
+                if inventory.is_shared(dev):
+                    # Other guests use the parent: remove this server's
+                    # mdevs the guest no longer has, never reset the GPU.
+                    driver.detach(dev, self.instance.uuid,
+                                  keep=guest_devices.mdev_uuids_in(
+                                      self.guest))
+                    continue
+                driver.uninstall(dev)
             except Exception as exc:
                 raise AttachError(
                     'accelerator %s was taken out of server %s by a detach '
@@ -750,7 +780,8 @@ class _Operation(object):
         mine = [known[a] for a in self._recorded() if a in known]
         guests = self.driver._guest_devices()
         held = accel.held(guests)
-        groups = inventory.locality_groups(accel.devices, held)
+        vgpus_free = accel.vgpus_free(guests)
+        groups = accel.groups(guests)
         traits_of = {}
         candidates = []
         by_provider = accel.groups_by_provider(root)
@@ -758,14 +789,19 @@ class _Operation(object):
             for address in group.devices:
                 traits_of[address] = group.traits
             devs = by_provider[group.provider_uuid(root)][1]
+            if devs and inventory.is_shared(devs[0]):
+                # A vGPU parent counts once per vGPU it has left.
+                free = tuple(d.address for d in devs
+                             for _ in range(vgpus_free.get(d.address, 0)))
+            else:
+                free = tuple(sorted(d.address for d in
+                                    device_pick.free_devices(devs, held)))
             candidates.append(Candidate(
                 provider=group.provider_uuid(root),
                 name=group.provider_name(self.nodename),
                 resource_class=group.key.resource_class,
                 numa_node=group.key.numa_node,
-                traits=group.traits,
-                free=tuple(sorted(d.address for d in
-                                  device_pick.free_devices(devs, held)))))
+                traits=group.traits, free=free))
 
         needs, have = {}, {}
         for rc, count in resources.items():
@@ -781,24 +817,23 @@ class _Operation(object):
                            'attach; ask for a higher count to add devices'
                            % (self.instance.uuid, _counts(resources),
                               ', '.join(holding)))
-        unsupported = [rc for rc in needs if rc == orc.VGPU]
-        if unsupported:
-            raise errors.InvalidRequest(
-                'attaching %s to a running server is not supported yet '
-                '(mediated devices); use a flavor with resources:VGPU'
-                % ', '.join(unsupported))
-
         shape = self._shape(mine)
         choices, taken = [], set()
         for rc in sorted(needs):
             choice = choose(candidates, rc, needs[rc], traits, policy,
                             guest=shape, taken=taken)
             # choose() settles the group; which of its devices is the
-            # host's topology-aware pick, as at spawn.
-            best = device_pick.pick(
-                by_provider[choice.candidate.provider][1],
-                len(choice.addresses), held | taken,
-                group_name=choice.candidate.name)
+            # host's pick, as at spawn: topology-aware for whole devices,
+            # least loaded parents for vGPUs.
+            devs = by_provider[choice.candidate.provider][1]
+            if inventory.is_shared(devs[0]):
+                best = device_pick.pick_vgpu_parents(
+                    devs, len(choice.addresses), vgpus_free,
+                    group_name=choice.candidate.name)
+            else:
+                best = device_pick.pick(
+                    devs, len(choice.addresses), held | taken,
+                    group_name=choice.candidate.name)
             choice = dataclasses.replace(
                 choice, addresses=tuple(d.address for d in best))
             choices.append(choice)
@@ -839,7 +874,8 @@ class _Operation(object):
         devices = accel.recheck(addresses)
         others = {a: uuid for uuid, addrs in self.driver._guest_devices(
             ).items() if uuid != self.instance.uuid for a in addrs}
-        taken = [a for a in addresses if a in others]
+        taken = [d.address for d in devices if d.address in others
+                 and not inventory.is_shared(d)]
         if taken:
             raise errors.NoFreeDevice(
                 '%s was given to server %s meanwhile; retry, another device '
@@ -848,14 +884,15 @@ class _Operation(object):
         for dev in devices:
             driver = accel.driver_for(dev)
             hostdev = driver.attach(dev, self.instance.uuid)
-            if not hasattr(hostdev, 'address'):
-                raise errors.InvalidRequest(
-                    'the %s driver gives %s to guests as a mediated device; '
-                    'attaching one to a running server is not supported yet'
-                    % (dev.driver, dev.address))
             cfg = guest_devices.hostdev_config(hostdev)
-            undo.push('take %s out of the guest and reset it' % dev.address,
-                      self._take_out, dev)
+            if isinstance(hostdev, device_mod.MdevHostdev):
+                # A new mdev on a shared parent: only it goes on undo.
+                undo.push('take mdev %s out of the guest and remove it'
+                          % hostdev.uuid, self._take_out_mdev, dev,
+                          hostdev.uuid)
+            else:
+                undo.push('take %s out of the guest and reset it'
+                          % dev.address, self._take_out, dev)
             self.guest.attach_device(cfg, persistent=True, live=live)
 
         recorded = self._recorded()
@@ -910,9 +947,19 @@ class _Operation(object):
 
     def _put_back(self, cfg):
         """Attach *cfg* again unless the guest still has it."""
-        if guest_devices.address_of(cfg) not in self._in_guest():
+        if isinstance(cfg, vconfig.LibvirtConfigGuestHostdevMDEV):
+            present = cfg.uuid in guest_devices.mdev_uuids_in(self.guest)
+        else:
+            present = guest_devices.address_of(cfg) in \
+                guest_devices.pci_addresses_in(self.guest)
+        if not present:
             self.guest.attach_device(cfg, persistent=True,
                                      live=self.guest.is_active())
+
+    def _take_out_mdev(self, dev, mdev):
+        """Detach the mdev of UUID *mdev* from the guest and remove it."""
+        self._detach_mdev_from_guest(mdev)
+        self.driver.accelerators.driver_for(dev).remove_mdev(mdev)
 
     def _take_out(self, dev):
         """Detach *dev* from the guest and reset it."""
@@ -922,14 +969,24 @@ class _Operation(object):
         driver.uninstall(dev)
 
     def _detach_from_guest(self, address):
-        """Take *address* out of the guest, persistent and live, and wait
-        until the guest released it (hot-unplug needs the guest OS)."""
+        """Take PCI device *address* out of the guest, persistent and
+        live, and wait until the guest released it (hot-unplug needs the
+        guest OS)."""
+        self._unplug(vconfig.LibvirtConfigGuestHostdevPCI,
+                     lambda cfg: guest_devices.address_of(cfg) == address,
+                     address)
+
+    def _detach_mdev_from_guest(self, mdev):
+        """The same for the mdev of UUID *mdev*."""
+        self._unplug(vconfig.LibvirtConfigGuestHostdevMDEV,
+                     lambda cfg: cfg.uuid == mdev, 'mdev %s' % mdev)
+
+    def _unplug(self, kind, matches, what):
 
         def current(persistent=False):
             for cfg in self.guest.get_all_devices(
-                    vconfig.LibvirtConfigGuestHostdevPCI,
-                    from_persistent_config=persistent):
-                if guest_devices.address_of(cfg) == address:
+                    kind, from_persistent_config=persistent):
+                if matches(cfg):
                     return cfg
             return None
 
@@ -951,14 +1008,14 @@ class _Operation(object):
             if cfg is None:
                 return
             LOG.info('Device %s is still in guest %s after %ss; asking '
-                     'again (%d)', address, self.instance.uuid,
+                     'again (%d)', what, self.instance.uuid,
                      conf.device_detach_timeout, attempt + 1)
             self.guest.detach_device(cfg, persistent=False, live=True)
         raise AttachError(
             'the guest of server %s did not release %s (no answer to %d '
             'hot-unplug requests): it stays attached; check the guest OS '
             'supports PCI hot-unplug, or stop the server and retry'
-            % (self.instance.uuid, address, conf.device_detach_attempts))
+            % (self.instance.uuid, what, conf.device_detach_attempts))
 
     # -- detach ------------------------------------------------------
 
@@ -970,7 +1027,8 @@ class _Operation(object):
         mine = [known[a] for a in self._recorded() if a in known]
         if address is None:
             flavor = self._flavor_counts()
-            detachable = [d for d in mine if _spare(d, mine, flavor)]
+            detachable = list({d.address: d for d in mine
+                               if _spare(d, mine, flavor)}.values())
             if not detachable:
                 return Outcome(False, tuple(d.address for d in mine),
                                'server %s holds no accelerator that can be '
@@ -1013,20 +1071,44 @@ class _Operation(object):
         accel = self.driver.accelerators
         driver = accel.driver_for(dev)
         recorded = self._recorded()
+        shared = inventory.is_shared(dev)
+        if shared:
+            mdevs = self._mdevs_on(dev)
+            if not mdevs:
+                raise AttachError(
+                    'server %s is recorded with a vGPU on %s but its guest '
+                    'has no mdev there; run "cyborg-nova detach %s" again '
+                    'after a hard reboot of the server'
+                    % (self.instance.uuid, dev.address, self.instance.uuid))
         # Marked first: a detach interrupted after the device left the
         # guest, before it was reset, is finished by reconcile().
         undo.push('restore the device record', self._save_record,
                   list(recorded))
         self._save_record(recorded, detaching=[dev.address])
 
-        hostdev = driver.attach(dev, self.instance.uuid)
-        undo.push('put %s back in the guest' % dev.address, self._put_back,
-                  guest_devices.hostdev_config(hostdev))
-        self._detach_from_guest(dev.address)
-        driver.detach(dev, self.instance.uuid)
-        driver.uninstall(dev)
+        if shared:
+            # The newest of its mdevs there goes; the parent is not reset
+            # (other guests use it).
+            mdev = mdevs[-1]
+            undo.push('put mdev %s back in the guest' % mdev,
+                      self._put_back, guest_devices.hostdev_config(
+                          device_mod.MdevHostdev(
+                              uuid=mdev, mdev_type=driver.type_of(dev),
+                              parent=dev.address)))
+            self._detach_mdev_from_guest(mdev)
+            driver.remove_mdev(mdev)
+            left = list(recorded)
+            left.remove(dev.address)
+        else:
+            hostdev = driver.attach(dev, self.instance.uuid)
+            undo.push('put %s back in the guest' % dev.address,
+                      self._put_back, guest_devices.hostdev_config(hostdev))
+            self._detach_from_guest(dev.address)
+            driver.detach(dev, self.instance.uuid)
+            driver.uninstall(dev)
+            left = [a for a in recorded if a != dev.address]
 
-        self._save_record([a for a in recorded if a != dev.address])
+        self._save_record(left)
 
         provider = inventory.provider_uuid(root,
                                            inventory.group_key(dev).suffix)
@@ -1034,14 +1116,15 @@ class _Operation(object):
                               'release %s %s' % (dev.resource_class,
                                                  dev.address))
         known = accel.by_address()
-        numa = self._replace([known[a] for a in recorded
-                              if a != dev.address and a in known],
+        numa = self._replace([known[a] for a in left if a in known],
                              self._flavor_policy())
         return Outcome(True, (dev.address,),
-                       'detached %s from server %s; it was reset and is '
-                       'free again%s' % (dev.address, self.instance.uuid,
-                                         '; %s' % numa if numa else ''),
-                       numa=numa)
+                       'detached %s from server %s; %s%s'
+                       % ('a vGPU on %s (mdev %s)' % (dev.address, mdev)
+                          if shared else dev.address, self.instance.uuid,
+                          'the mdev was removed' if shared else
+                          'it was reset and is free again',
+                          '; %s' % numa if numa else ''), numa=numa)
 
 
 def _spare(dev, mine, flavor):

@@ -111,7 +111,7 @@ class MdevDriver(base.AcceleratorDriver):
 
     def setup(self, device):
         """Check that *device* can host one more mdev of its type."""
-        self._check(device.address, self._type_of(device))
+        self._check(device.address, self.type_of(device))
 
     def attach(self, device, instance_uuid):
         """Create an mdev of the parent's type for the instance."""
@@ -121,7 +121,7 @@ class MdevDriver(base.AcceleratorDriver):
             new_uuid = mdev_uuid(instance_uuid, device.address, index)
             if not self.mdev_exists(new_uuid):
                 break
-        return self.create_mdev(device.address, self._type_of(device),
+        return self.create_mdev(device.address, self.type_of(device),
                                 new_uuid)
 
     def ensure(self, device, instance_uuid, index):
@@ -131,11 +131,11 @@ class MdevDriver(base.AcceleratorDriver):
         wanted = mdev_uuid(instance_uuid, device.address, index)
         if self.mdev_exists(wanted):
             return device_mod.MdevHostdev(uuid=wanted,
-                                          mdev_type=self._type_of(device),
+                                          mdev_type=self.type_of(device),
                                           parent=device.address)
         if not device.assignable:
             raise errors.NotAssignable(device.address, device.reasons)
-        return self.create_mdev(device.address, self._type_of(device),
+        return self.create_mdev(device.address, self.type_of(device),
                                 wanted)
 
     def parent_of(self, mdev):
@@ -146,17 +146,23 @@ class MdevDriver(base.AcceleratorDriver):
             return None
         return os.path.basename(os.path.dirname(os.path.realpath(link)))
 
-    def detach(self, device, instance_uuid):
-        """Remove the instance's mdevs on this parent (none: nothing)."""
+    def instance_mdevs(self, device, instance_uuid):
+        """UUIDs of the instance's mdevs on the parent, by index."""
         present = self._mdevs_of(device.address)
         # An index is below the most mdevs the parent held at once.
         bound = len(present) + max(
             (t.available_instances
              for t in self.sysfs.mdev_types(device.address)), default=0)
-        ours = {mdev_uuid(instance_uuid, device.address, i)
-                for i in range(bound)}
-        for mdev in sorted(present & ours):
-            self.remove_mdev(mdev)
+        ours = [mdev_uuid(instance_uuid, device.address, i)
+                for i in range(bound)]
+        return [u for u in ours if u in present]
+
+    def detach(self, device, instance_uuid, keep=()):
+        """Remove the instance's mdevs on this parent (none: nothing), but
+        those in *keep* (the mdevs its guest still has)."""
+        for mdev in self.instance_mdevs(device, instance_uuid):
+            if mdev not in keep:
+                self.remove_mdev(mdev)
 
     def create_mdev(self, parent, mdev_type, new_uuid):
         """Create one mdev of *mdev_type* on *parent*; returns its
@@ -197,7 +203,8 @@ class MdevDriver(base.AcceleratorDriver):
 
     # -- helpers -----------------------------------------------------------
 
-    def _type_of(self, device):
+    def type_of(self, device):
+        """The mdev type the parent hosts."""
         mdev_type = device.capabilities.get('mdev_type')
         if mdev_type:
             return mdev_type

@@ -71,6 +71,9 @@ class HostFacts:
     #: consumer uuid -> {provider uuid: units} on our group providers
     pending: dict = dataclasses.field(default_factory=dict)
     #: instance uuid -> addresses claimed by a spawn in progress
+    shared: frozenset = frozenset()
+    #: addresses of vGPU parents: several guests hold them by design (a
+    #: guest lists a parent once per mdev it has there)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,7 @@ def plan(facts):
         for address in addresses:
             holders.setdefault(address, []).append(guest)
     for address, guests in sorted(holders.items()):
-        if len(guests) > 1:
+        if len(set(guests)) > 1 and address not in facts.shared:
             add(Finding(
                 ERROR, DEVICE_SHARED, None, (address,),
                 'accelerator %s is in the libvirt domains of %d guests (%s): '

@@ -132,11 +132,7 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             return held
         for guest in guests:
             try:
-                addrs = guest_devices.pci_addresses_in(guest)
-                for mdev in guest_devices.mdev_uuids_in(guest):
-                    parent = self.accelerators.mdev_parent(guest.uuid, mdev)
-                    if parent:
-                        addrs.append(parent)
+                addrs = self.accelerators.addresses_in(guest)
             except Exception as exc:   # a guest vanishing while we look
                 LOG.debug('Could not read devices of guest %s: %s',
                           guest.uuid, exc)

@@ -26,6 +26,7 @@ from cyborg_nova import errors
 from cyborg_nova.policy import device_pick
 from cyborg_nova.policy import inventory
 from cyborg_nova.policy import request as request_mod
+from cyborg_nova.virt_hooks import guest_devices
 
 LOG = logging.getLogger(__name__)
 
@@ -116,15 +117,27 @@ class HostDevices(object):
                         uuid, collections.Counter()) | mine
         return sum(per_instance.values(), collections.Counter())
 
-    def groups(self, guests):
+    def _vgpus_in_use(self, guests):
         # What the kernel shows (mdevs on the parent) or what the guests
         # and claims say, whichever is more: neither may be over-offered.
         counted = self.vgpus_held(guests)
-        vgpus = {d.address: max(counted[d.address], int(
+        return {d.address: max(counted[d.address], int(
             d.capabilities.get('vgpu_used') or 0))
             for d in self.devices if inventory.is_shared(d)}
-        return inventory.locality_groups(self.devices, self.held(guests),
-                                         vgpus_in_use=vgpus)
+
+    def groups(self, guests):
+        return inventory.locality_groups(
+            self.devices, self.held(guests),
+            vgpus_in_use=self._vgpus_in_use(guests))
+
+    def vgpus_free(self, guests):
+        """``{parent address: vGPUs left}`` of the healthy, assignable
+        vGPU parents."""
+        used = self._vgpus_in_use(guests)
+        return {d.address: max(0, inventory.vgpu_capacity(d) -
+                               used[d.address])
+                for d in self.devices
+                if inventory.is_shared(d) and d.healthy and d.assignable}
 
     def mdev_parent(self, instance_uuid, mdev):
         """The address of the vGPU parent of an instance's mdev (UUID
@@ -142,6 +155,15 @@ class HostDevices(object):
                                          index) == mdev:
                     return dev.address
         return None
+
+    def addresses_in(self, guest):
+        """Addresses a libvirt guest (``nova.virt.libvirt.guest.Guest``)
+        holds: its PCI devices, and the vGPU parent of each of its mdevs,
+        once per mdev."""
+        parents = (self.mdev_parent(guest.uuid, mdev)
+                   for mdev in guest_devices.mdev_uuids_in(guest))
+        return (guest_devices.pci_addresses_in(guest) +
+                [p for p in parents if p])
 
     def groups_by_provider(self, root_uuid):
         """``{provider uuid: (suffix, [Device])}`` of every group."""

@@ -19,7 +19,6 @@ from oslo_log import log as logging
 from cyborg_nova.policy import classify
 from cyborg_nova.policy import inventory
 from cyborg_nova.policy import reconcile as policy
-from cyborg_nova.virt_hooks import guest_devices
 from cyborg_nova.virt_hooks import instance_record
 
 LOG = logging.getLogger(__name__)
@@ -42,12 +41,13 @@ def recorded(instance, nodename):
 
 
 def domains(driver):
-    """``{domain uuid: [pci address]}`` of every defined libvirt domain
-    (an empty list for a domain without host devices)."""
+    """``{domain uuid: [address]}`` of every defined libvirt domain (an
+    empty list for a domain without host devices); a domain's mdevs count
+    as their vGPU parent, once per mdev."""
     result = {}
     for guest in driver._host.list_guests(only_running=False):
         try:
-            result[guest.uuid] = guest_devices.pci_addresses_in(guest)
+            result[guest.uuid] = driver.accelerators.addresses_in(guest)
         except Exception as exc:      # a guest vanishing while we look
             LOG.debug('Could not read devices of guest %s: %s', guest.uuid,
                       exc)
@@ -83,14 +83,13 @@ def group_allocations(reportclient, context, root_uuid):
 def gather(driver, context, nodename, root_uuid, instances):
     """The :class:`~cyborg_nova.policy.reconcile.HostFacts` of this host."""
     accel = driver.accelerators
-    # vGPU parents are shared by design and their mdevs are not PCI
-    # hostdevs: they are left out of this reconciliation (not reconciled
-    # yet), so that their guests raise no false finding.
-    shared = {d.address for d in accel.devices if inventory.is_shared(d)}
+    # vGPU parents are shared by design; a guest holds one once per mdev,
+    # and Placement counts vGPUs: the same comparison holds for them.
+    shared = frozenset(d.address for d in accel.devices
+                       if inventory.is_shared(d))
     groups = {rp: frozenset(d.address for d in devs)
               for rp, (_, devs) in accel.groups_by_provider(
-                  root_uuid).items()
-              if not any(d.address in shared for d in devs)}
+                  root_uuid).items()}
     names, allocations = group_allocations(driver.virtapi.reportclient,
                                            context, root_uuid)
     allocations = {c: {rp: n for rp, n in a.items() if rp in groups}
@@ -99,8 +98,7 @@ def gather(driver, context, nodename, root_uuid, instances):
     facts = {}
     for inst in instances:
         facts[inst.uuid] = policy.InstanceFacts(
-            uuid=inst.uuid, recorded=tuple(
-                a for a in recorded(inst, nodename) if a not in shared),
+            uuid=inst.uuid, recorded=tuple(recorded(inst, nodename)),
             settled=(inst.vm_state in SETTLED_STATES and
                      inst.task_state is None),
             name=inst.display_name or '')
@@ -109,7 +107,8 @@ def gather(driver, context, nodename, root_uuid, instances):
         devices=frozenset(d.address for d in accel.devices),
         groups=groups, provider_names=names,
         guests={u: tuple(a) for u, a in domains(driver).items()},
-        instances=facts, allocations=allocations, pending=pending)
+        instances=facts, allocations=allocations, pending=pending,
+        shared=shared)
 
 
 def apply(driver, context, plan, instances, nodename):

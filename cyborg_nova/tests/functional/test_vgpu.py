@@ -6,15 +6,24 @@ hard reboot and gives it back when deleted.
 The sysfs tree is synthetic; :class:`EmulatedMdevKernel` does what the
 kernel does when an mdev is created or removed."""
 
+import errno
 import os
 
+import fixtures
+from nova import context as nova_context
+from nova import objects
 from nova.virt.libvirt import config as vconfig
 
+from cyborg_nova import attach
 from cyborg_nova.drivers import mdev as mdev_driver
+from cyborg_nova import errors
 from cyborg_nova.tests.fixtures import fake_nvml
 from cyborg_nova.tests.fixtures import hosts
 from cyborg_nova.tests.fixtures import mdev_kernel
 from cyborg_nova.tests.functional import gpu_base
+from cyborg_nova.tests.functional import test_attach
+from cyborg_nova.virt_hooks import guest_devices
+from cyborg_nova.virt_hooks import instance_record
 
 GPU = '0000:10:00.0'                # on NUMA node 1 (CPUs 4-7)
 PROVIDER = 'host1_VGPU_10de_1eb8_NUMA1'
@@ -125,6 +134,28 @@ class TestVGPU(gpu_base.GPUTestBase):
                               if 'ERROR [cyborg_nova' in line])
         self.assertEqual(expected, self.mdevs())
         self.assertEqual({PROVIDER: 2}, self.vgpus_used())
+
+    def test_restart_heals_the_lost_record_of_a_vgpu_server(self):
+        server = self._create_server(flavor_id=self.flavor, networks='none')
+        ctx = nova_context.get_admin_context()
+
+        def record(addresses=None):
+            inst = objects.Instance.get_by_uuid(
+                ctx, server['id'], expected_attrs=['system_metadata'])
+            if addresses is not None:
+                instance_record.record(inst, 'host1', addresses)
+                inst.save()
+            return instance_record.devices_on(inst, 'host1')
+
+        self.assertEqual([GPU], record())
+        record([])
+        self.restart_gpu_compute('host1')
+        self.assertEqual([GPU], record())
+        self.assertIn('the record now says what the guest holds',
+                      self.stdlog.logger.output)
+        self.assertEqual([], [line for line in
+                              self.stdlog.logger.output.splitlines()
+                              if 'ERROR [cyborg_nova' in line])
 
 
 P1, P2 = '0000:10:00.0', '0000:20:00.0'     # gpu_host's first two GPUs
@@ -349,3 +380,144 @@ class TestVGPUMoves(gpu_base.GPUTestBase):
         server = self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual(configs + 1, len(self.guest_configs[server['id']]))
         self.assertOn(server, 'hostA', count=2)
+
+
+class TestVGPUAttach(gpu_base.GPUTestBase):
+    """``cyborg-nova attach|detach`` with vGPUs: an mdev made for the
+    running server on the least used parent of the group, hot-plugged,
+    allocated and recorded; kept by a hard reboot; detached one at a time;
+    undone whole when the kernel refuses the mdev.
+
+    host1 has two T4s on NUMA node 1 (P1, P2): one VGPU provider of 16."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(mdev_kernel.EmulatedMdevKernel())
+        self.useFixture(mdev_kernel.MdevHotplug())
+        self.flags(enabled_drivers=['pci', 'mdev', 'numa_pinning'],
+                   enabled_mdev_types=['nvidia-223'], group='accelerator')
+        self.start_gpu_compute('host1', gpu_nodes=[1, 1], product=hosts.T4,
+                               kernel_driver='nvidia', mdev_types=MDEV_TYPES)
+        self.root = gpu_base.CONF.accelerator.sysfs_root
+        self.ctx = nova_context.get_admin_context()
+
+    def server(self, **specs):
+        flavor = self._create_flavor(vcpu=2, memory_mb=1024,
+                                     extra_spec=specs)
+        return self._create_server(flavor_id=flavor, networks='none')
+
+    def instance(self, server):
+        return objects.Instance.get_by_uuid(
+            self.ctx, server['id'],
+            expected_attrs=['flavor', 'numa_topology', 'system_metadata'])
+
+    def attach(self, server, count=1):
+        return attach.attach(self.driver_of('host1'), self.ctx,
+                             self.instance(server), {'VGPU': count})
+
+    def detach(self, server, address=None):
+        return attach.detach(self.driver_of('host1'), self.ctx,
+                             self.instance(server), address)
+
+    def state(self, server):
+        """(mdevs in the guest's live domain, mdevs in sysfs, VGPU used in
+        Placement, recorded parents)."""
+        guest = self.driver_of('host1')._host.get_guest(
+            self.instance(server))
+        rp_uuid = self.compute_rp_uuids['host1']
+        [provider] = [rp['uuid'] for rp in self.placement.get(
+            '/resource_providers?in_tree=%s' % rp_uuid,
+            version='1.14').body['resource_providers']
+            if rp['uuid'] != rp_uuid]
+        used = self.placement.get('/resource_providers/%s/usages'
+                                  % provider).body['usages'].get('VGPU', 0)
+        return (sorted(guest_devices.mdev_uuids_in(guest)),
+                mdev_kernel.EmulatedMdevKernel.mdevs(self.root), used,
+                instance_record.devices_on(self.instance(server), 'host1'))
+
+    def mdev(self, server, parent, index=0):
+        return mdev_driver.mdev_uuid(server['id'], parent, index)
+
+    def test_attach_then_detach_a_vgpu_on_a_vgpu_server(self):
+        server = self.server(**{'resources:VGPU': '1'})
+        first = self.mdev(server, P1)
+        self.assertEqual(([first], [first], 1, [P1]), self.state(server))
+
+        outcome = self.attach(server, count=2)
+        # The flavor's vGPU counts: one more is made, on the parent with
+        # more vGPUs left.
+        self.assertTrue(outcome.changed, outcome.message)
+        second = self.mdev(server, P2)
+        self.assertEqual((sorted([first, second]), sorted([first, second]),
+                          2, [P1, P2]), self.state(server))
+
+        # A hard reboot rebuilds the XML with both, makes none.
+        server = self._reboot_server(server, hard=True)
+        self.assertEqual(sorted([first, second]), sorted(
+            guest_devices.mdev_uuids_in_config(self.last_config(server))))
+        self.assertEqual((sorted([first, second]), sorted([first, second]),
+                          2, [P1, P2]), self.state(server))
+
+        # Two vGPUs on two parents: which one goes must be named.
+        error = self.assertRaises(errors.InvalidRequest, self.detach, server)
+        self.assertIn('name the one to detach', str(error))
+        outcome = self.detach(server, P2)
+        self.assertTrue(outcome.changed, outcome.message)
+        self.assertIn('mdev %s' % second, outcome.message)
+        self.assertEqual(([first], [first], 1, [P1]), self.state(server))
+        # The flavor's own vGPU stays.
+        error = self.assertRaises(errors.InvalidRequest, self.detach,
+                                  server, P1)
+        self.assertIn('came with the flavor', str(error))
+
+    def test_a_server_without_accelerators_gets_a_local_vgpu(self):
+        server = self.server()
+        self.assertIsNone(self.last_config(server).cpuset)
+        outcome = self.attach(server)
+        self.assertTrue(outcome.changed, outcome.message)
+        mine = self.mdev(server, P1)
+        self.assertEqual(([mine], [mine], 1, [P1]), self.state(server))
+        # Its vCPUs and memory follow the vGPU to node 1 (at the next
+        # rebuild of its XML: the fake libvirt cannot re-pin live).
+        self.assertIn('vCPUs on node 1 (CPUs 4-7)', outcome.numa)
+        server = self._reboot_server(server, hard=True)
+        self.assertEqual({4, 5, 6, 7}, self.last_config(server).cpuset)
+        self.assertEqual(([mine], [mine], 1, [P1]), self.state(server))
+        outcome = self.detach(server)
+        self.assertTrue(outcome.changed, outcome.message)
+        self.assertEqual(([], [], 0, []), self.state(server))
+
+    def test_a_refused_mdev_leaves_nothing_behind(self):
+        server = self.server(**{'resources:VGPU': '1'})
+        before = self.state(server)
+        kernel = self.driver_of('host1').accelerators.driver_for(
+            self.driver_of('host1').accelerators.by_address()[P1]).sysfs
+        kernel.refuse = errno.EIO
+        error = self.assertRaises(attach.AttachError, self.attach, server,
+                                  count=2)
+        self.assertIn('everything was rolled back', str(error))
+        self.assertIn('could not create mdev', str(error))
+        kernel.refuse = None
+        self.assertEqual(before, self.state(server))
+
+    def test_a_detach_killed_midway_is_finished_by_reconcile(self):
+        server = self.server(**{'resources:VGPU': '1'})
+        self.attach(server, count=2)
+        first, second = self.mdev(server, P1), self.mdev(server, P2)
+
+        # The process dies after the guest let the mdev go, before it was
+        # removed: no rollback runs (as after a real kill).
+        with fixtures.MockPatch(
+                'cyborg_nova.drivers.mdev.MdevDriver.remove_mdev',
+                side_effect=test_attach.ProcessKilled()):
+            self.assertRaises(test_attach.ProcessKilled, self.detach, server,
+                              P2)
+        self.assertEqual(([first], sorted([first, second]), 2, [P1, P2]),
+                         self.state(server))
+
+        # The next command (or nova-compute's start) heals it: the orphan
+        # mdev removed, the record and the allocation down to one.
+        plan = attach.reconcile(self.driver_of('host1'), self.ctx,
+                                self.instance(server))
+        self.assertEqual(((P2,), (P2,)), (plan.forgotten, plan.reset))
+        self.assertEqual(([first], [first], 1, [P1]), self.state(server))

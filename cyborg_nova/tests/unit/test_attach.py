@@ -152,7 +152,8 @@ class ChooseRefusesTest(testscenarios.WithScenarios, testtools.TestCase):
 
 A, B, C = '0000:10:00.0', '0000:20:00.0', '0000:30:00.0'
 VF = '0000:81:00.2'           # an SR-IOV port's VF: not ours
-PROVIDERS = {A: 'rp0', B: 'rp1', C: 'rp1'}
+V = '0000:40:00.0'            # a vGPU parent: once per mdev
+PROVIDERS = {A: 'rp0', B: 'rp1', C: 'rp1', V: 'rp2'}
 
 
 class PlanReconcileTest(testscenarios.WithScenarios, testtools.TestCase):
@@ -197,6 +198,27 @@ class PlanReconcileTest(testscenarios.WithScenarios, testtools.TestCase):
         ('held beyond the allocation: reported, not changed',
          dict(recorded=[B, C], guest=[B, C], allocated={'rp1': 1},
               detaching=[], expect=dict(record=(B, C), short={'rp1': 1}),
+              needed=False)),
+        ('two vGPUs on one parent, all agree',
+         dict(recorded=[V, V], guest=[V, V], allocated={'rp2': 2},
+              detaching=[], expect=dict(record=(V, V)), needed=False)),
+        ('vGPU attach stopped after libvirt: the second mdev adopted',
+         dict(recorded=[V], guest=[V, V], allocated={'rp2': 2},
+              detaching=[], expect=dict(record=(V, V), adopted=(V,)),
+              needed=True)),
+        ('vGPU detach stopped after libvirt: one forgotten and released',
+         dict(recorded=[V, V], guest=[V], allocated={'rp2': 2},
+              detaching=[V],
+              expect=dict(record=(V,), forgotten=(V,), reset=(V,),
+                          release={'rp2': 1}, clear_marker=True),
+              needed=True)),
+        ('vGPU detach stopped before libvirt: both kept, the mark goes',
+         dict(recorded=[V, V], guest=[V, V], allocated={'rp2': 2},
+              detaching=[V], expect=dict(record=(V, V), clear_marker=True),
+              needed=True)),
+        ('one of two vGPUs not in the guest, not being detached: stray once',
+         dict(recorded=[V, V], guest=[V], allocated={'rp2': 2},
+              detaching=[], expect=dict(record=(V, V), stray=(V,)),
               needed=False)),
     ]
 

@@ -29,6 +29,19 @@ BASE = rc.HostFacts(
     allocations={A: {P0: 1}})
 
 
+P2 = 'p2'                                      # a VGPU group provider
+V = '0000:40:00.0'                             # a vGPU parent in it
+
+#: Servers A and B each hold a vGPU of parent V, A two of them.
+VGPU = rc.HostFacts(
+    devices=frozenset({V}), groups={P2: frozenset({V})},
+    provider_names={P2: 'host1_VGPU_10de_1eb8_NUMA1'},
+    guests={A: (V, V), B: (V,)},
+    instances={A: rc.InstanceFacts(A, recorded=(V, V)),
+               B: rc.InstanceFacts(B, recorded=(V,))},
+    allocations={A: {P2: 2}, B: {P2: 1}}, shared=frozenset({V}))
+
+
 def facts(**changes):
     return dataclasses.replace(BASE, **changes)
 
@@ -105,6 +118,20 @@ class PlanTest(testscenarios.WithScenarios, testtools.TestCase):
          dict(facts=facts(pending={B: (G2,)}),
               released=[B],
               findings=[(rc.INFO, rc.PENDING_RELEASED, B)])),
+        ('vGPU servers sharing a parent, as allocated: nothing to do',
+         dict(facts=VGPU, findings=[])),
+        ('a vGPU server\'s lost record is rewritten, once per mdev',
+         dict(facts=dataclasses.replace(
+             VGPU, instances={A: inst(A), B: inst(B, [V])}),
+              records={A: (V, V)},
+              findings=[(rc.INFO, rc.RECORD_HEALED, A)])),
+        ('a vGPU server holding more mdevs than allocated',
+         dict(facts=dataclasses.replace(VGPU, allocations={A: {P2: 1},
+                                                           B: {P2: 1}}),
+              findings=[(rc.ERROR, rc.DEVICE_WITHOUT_ALLOCATION, A)])),
+        ('a whole device is still not to be shared',
+         dict(facts=dataclasses.replace(VGPU, shared=frozenset()),
+              findings=[(rc.ERROR, rc.DEVICE_SHARED, None)])),
         ('the claim of a server being built stays',
          dict(facts=facts(pending={B: (G2,)},
                           instances={A: inst(A, [G1]),
