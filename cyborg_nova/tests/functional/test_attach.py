@@ -110,17 +110,6 @@ class TestAttach(gpu_base.GPUTestBase):
         self.assertEqual([], self._in_guest(server))
         self.assertEqual([], self._record(server))
 
-    def _restart_compute(self, hostname):
-        """Nova's ``restart_compute_service``, keeping the fake hypervisor
-        (the domains): Nova's calls ``start_compute`` positionally, which
-        our base's keyword signature does not take."""
-        compute = self.computes.pop(hostname)
-        self.compute_rp_uuids.pop(hostname)
-        compute.stop()
-        cell = self.host_mappings[compute.host].cell_mapping.name
-        connection = compute.manager.driver._get_connection()
-        self.start_compute(hostname, cell_name=cell, connection=connection)
-
     def _fail_attach_device(self, exc, times=1):
         real = fakelibvirt.Domain.attachDeviceFlags
         calls = {'left': times}
@@ -305,7 +294,7 @@ class TestAttach(gpu_base.GPUTestBase):
         self.assertEqual([], self._in_guest(server))
         self.assertEqual([], self._record(server))
 
-        self._restart_compute('host1')
+        self.restart_gpu_compute('host1')
         # Nova does not give back an allocation of a server that exists:
         # after the restart Placement still counts the device.
         self.assertEqual({NODE0: 1, NODE1: 0}, self.gpu_usage('host1'))
