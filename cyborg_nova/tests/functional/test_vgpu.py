@@ -221,6 +221,25 @@ class TestVGPULoad(gpu_base.GPUTestBase):
         self.assertEqual(P1, self.parent_of(second, 'host1'))
         self.assertEqual({4, 5, 6, 7}, self.last_config(second).cpuset)
 
+    def test_a_parent_nvml_finds_lost_is_reserved_and_skipped(self):
+        nvml = self.start_vgpu_host('host1', gpu_nodes=[1, 1])
+        # NVML loses P2 (XID 79, fallen off the bus): the nvidia driver's
+        # health reaches the parent the mdev driver describes.
+        nvml.fail_device(P2)
+        self._run_periodics()
+        rp_uuid = self.compute_rp_uuids['host1']
+        [provider] = [rp['uuid'] for rp in self.placement.get(
+            '/resource_providers?in_tree=%s' % rp_uuid,
+            version='1.14').body['resource_providers']
+            if rp['uuid'] != rp_uuid]
+        inv = self.placement.get('/resource_providers/%s/inventories'
+                                 % provider).body['inventories']['VGPU']
+        self.assertEqual((8, 4), (inv['total'], inv['reserved']))
+        servers = [self._create_server(flavor_id=self.flavor,
+                                       networks='none') for _ in range(2)]
+        self.assertEqual([P1, P1], [self.parent_of(s, 'host1')
+                                    for s in servers])
+
     def test_a_vgpu_goes_to_the_least_loaded_host(self):
         busy = self.start_vgpu_host('host1', gpu_nodes=[1])
         idle = self.start_vgpu_host('host2', gpu_nodes=[1])
