@@ -47,6 +47,7 @@ import nova.conf
 from nova import objects
 from nova.objects import fields
 from nova.scheduler import filters
+from nova.scheduler import utils as scheduler_utils
 
 from cyborg_nova import conf as cn_conf
 from cyborg_nova import deployment_check
@@ -116,6 +117,8 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         self._providers = cn_candidates.ProviderMaps()
         self._cells = {}        # host uuid -> (NUMATopology, {node: cap})
         self._guest = (None, None, None, None)
+        self._rebuild = (None, False)   # (request spec, is a rebuild)
+        self._limits = (None, {})       # (request spec, {key: limits})
         # Built when nova-scheduler starts: say what in its settings (and
         # Placement's, when readable here) works against accelerators.
         deployment_check.check_and_log(
@@ -123,12 +126,19 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
 
     def _filter_one(self, host_state, spec_obj):
         # Ordinary flavors pass before Nova's rebuild check (which costs
-        # more than this whole path); rebuilds pass either way.
+        # more than this whole path); rebuilds pass either way, as Nova's
+        # BaseHostFilter lets them, asked once per request, not per host.
         wanted = self._requests.get(spec_obj.flavor.extra_specs)
         if (isinstance(wanted, request.AcceleratorRequest) and
                 not wanted.resources):
             return True
-        return super()._filter_one(host_state, spec_obj)
+        last_spec, rebuild = self._rebuild
+        if spec_obj is not last_spec:
+            rebuild = scheduler_utils.request_is_rebuild(spec_obj)
+            self._rebuild = (spec_obj, rebuild)
+        if rebuild:
+            return True
+        return self.host_passes(host_state, spec_obj)
 
     def host_passes(self, host_state, spec_obj):
         wanted = self._requests.get(spec_obj.flavor.extra_specs)
@@ -212,7 +222,8 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         nodes = kept[0][1]
         if guest.numa:
             _set_limits(host_state, spec_obj,
-                        nodes if first_aligned else ())
+                        nodes if first_aligned else (),
+                        self._limits_cache(spec_obj))
         if not LOG.isEnabledFor(logging.DEBUG):
             return True
         LOG.debug('%(host)s, %(node)s passes accelerator request %(res)s '
@@ -254,6 +265,16 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
             guest = _Guest(flavor, topology)
             self._guest = (spec_obj, flavor, topology, guest)
         return guest
+
+    def _limits_cache(self, spec_obj):
+        """The limits objects made for this request, by content: hosts
+        with the same ratios and markers share one (nothing writes into
+        limits; Nova's NUMATopologyFilter shares them the same way)."""
+        last_spec, cache = self._limits
+        if spec_obj is not last_spec:
+            cache = {}
+            self._limits = (spec_obj, cache)
+        return cache
 
     def _provider_map(self, host_state, stats, summary):
         """``{provider uuid: GroupSummary}`` of the host, per stats text."""
@@ -335,9 +356,11 @@ def _link_problem(allocations, providers):
     return None
 
 
-def _set_limits(host_state, spec_obj, nodes):
+def _set_limits(host_state, spec_obj, nodes, cache=None):
     """Give the host's NUMA limits the markers of *nodes* (none: remove
-    markers a previous request left), always as a new object."""
+    markers a previous request left), as a new object or, with *cache*
+    (a dict kept for one request), one made for an earlier host with the
+    same content; never by changing the object the host had."""
     old = host_state.limits.get('numa_topology')
     metadata = None
     if old is not None and 'network_metadata' in old:
@@ -366,11 +389,17 @@ def _set_limits(host_state, spec_obj, nodes):
         cpu_ratio = host_state.cpu_allocation_ratio or 1.0
     if ram_ratio is None:
         ram_ratio = host_state.ram_allocation_ratio or 1.0
-    host_state.limits['numa_topology'] = objects.NUMATopologyLimits(
-        cpu_allocation_ratio=cpu_ratio,
-        ram_allocation_ratio=ram_ratio,
-        network_metadata=objects.NetworkMetadata(
-            physnets=physnets | markers, tunneled=tunneled))
+    key = (cpu_ratio, ram_ratio, frozenset(physnets | markers), tunneled)
+    limits = cache.get(key) if cache is not None else None
+    if limits is None:
+        limits = objects.NUMATopologyLimits(
+            cpu_allocation_ratio=cpu_ratio,
+            ram_allocation_ratio=ram_ratio,
+            network_metadata=objects.NetworkMetadata(
+                physnets=set(key[2]), tunneled=tunneled))
+        if cache is not None:
+            cache[key] = limits
+    host_state.limits['numa_topology'] = limits
 
 
 class _Lazy:

@@ -356,6 +356,22 @@ class LimitsTest(_Base):
         self.assertEqual(before.obj_to_primitive(), old.obj_to_primitive(),
                          'the shared limits object was mutated')
 
+    def test_hosts_of_one_request_share_limits_of_the_same_content(self):
+        spec = make_spec(ONE_GPU, dedicated=True)
+        first, second = self._host(), self._host()
+        self.assertTrue(self.passes(first, spec))
+        self.assertTrue(self.passes(second, spec))
+        self.assertIs(first.limits['numa_topology'],
+                      second.limits['numa_topology'])
+        # The next request makes its own: nothing carries over.
+        third = self._host()
+        self.assertTrue(self.passes(third, make_spec(ONE_GPU,
+                                                     dedicated=True)))
+        self.assertIsNot(first.limits['numa_topology'],
+                         third.limits['numa_topology'])
+        self.assertEqual(first.limits['numa_topology'].obj_to_primitive(),
+                         third.limits['numa_topology'].obj_to_primitive())
+
     def test_dedicated_guest_aligned_without_limits_uses_host_ratios(self):
         host = self._host()
         spec = make_spec(ONE_GPU, dedicated=True,
@@ -484,6 +500,9 @@ class RequestHandlingTest(_Base):
         spec = make_spec(policy('required'))
         spec.scheduler_hints = {'_nova_check_type': ['rebuild']}
         self.assertTrue(self.passes(make_host(), spec))
+        # Asked once per request: the next request is not a rebuild.
+        self.assertFalse(self.passes(make_host(devices=[]),
+                                     make_spec(policy('required'))))
 
     def test_rejections_are_logged_at_debug_with_lazy_args(self):
         host = make_host(devices=[GPU1], numa=two_nodes(
