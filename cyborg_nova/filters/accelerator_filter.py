@@ -118,6 +118,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         self._cells = {}        # host uuid -> (NUMATopology, {node: cap})
         self._guest = (None, None, None, None)
         self._rebuild = (None, False)   # (request spec, is a rebuild)
+        self._request = (None, None, None)   # (spec, flavor, wanted)
         self._limits = (None, {})       # (request spec, {key: limits})
         # Built when nova-scheduler starts: say what in its settings (and
         # Placement's, when readable here) works against accelerators.
@@ -128,7 +129,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         # Ordinary flavors pass before Nova's rebuild check (which costs
         # more than this whole path); rebuilds pass either way, as Nova's
         # BaseHostFilter lets them, asked once per request, not per host.
-        wanted = self._requests.get(spec_obj.flavor.extra_specs)
+        wanted = self._wanted(spec_obj)
         if (isinstance(wanted, request.AcceleratorRequest) and
                 not wanted.resources):
             return True
@@ -138,10 +139,23 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
             self._rebuild = (spec_obj, rebuild)
         if rebuild:
             return True
-        return self.host_passes(host_state, spec_obj)
+        return self._passes(host_state, spec_obj, wanted)
 
     def host_passes(self, host_state, spec_obj):
-        wanted = self._requests.get(spec_obj.flavor.extra_specs)
+        return self._passes(host_state, spec_obj, self._wanted(spec_obj))
+
+    def _wanted(self, spec_obj):
+        """The request's :class:`~cyborg_nova.policy.request.
+        AcceleratorRequest` (or the InvalidRequest its flavor makes), read
+        once per request spec and flavor object."""
+        flavor = spec_obj.flavor
+        last_spec, last_flavor, wanted = self._request
+        if spec_obj is not last_spec or flavor is not last_flavor:
+            wanted = self._requests.get(flavor.extra_specs)
+            self._request = (spec_obj, flavor, wanted)
+        return wanted
+
+    def _passes(self, host_state, spec_obj, wanted):
         if isinstance(wanted, errors.InvalidRequest):
             return self._invalid(host_state, spec_obj, wanted)
         if not wanted.resources:

@@ -57,14 +57,24 @@ class AcceleratorSpreadWeigher(weights.BaseHostWeigher):
         return utils.get_weight_multiplier(
             host_state, OPTION, CONF.accelerator.spread_weight_multiplier)
 
-    def _weigh_object(self, host_state, request_spec):
+    def weigh_objects(self, weighed_obj_list, request_spec):
+        # What depends on the request only is read once, not per host.
         wanted = self._requests.get(request_spec.flavor.extra_specs)
         if isinstance(wanted, errors.InvalidRequest) or not wanted.resources:
-            LOG.debug('%(host)s: spread weight 0: the server asks for no '
-                      'accelerator', {'host': host_state})
-            return 0.0
-        summary = host_stats.decode(getattr(host_state, 'stats', None))
+            LOG.debug('Spread weight 0 for %(count)d hosts: the server asks '
+                      'for no accelerator', {'count': len(weighed_obj_list)})
+            return [0.0] * len(weighed_obj_list)
         load_weight = CONF.accelerator.load_weight
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        return [self._weigh(obj.obj, wanted, load_weight, debug)
+                for obj in weighed_obj_list]
+
+    def _weigh_object(self, host_state, request_spec):
+        return self.weigh_objects([weights.WeighedHost(host_state, 0.0)],
+                                  request_spec)[0]
+
+    def _weigh(self, host_state, wanted, load_weight, debug):
+        summary = host_stats.decode(getattr(host_state, 'stats', None))
         weight = 0.0
         free = 0
         for group in summary.groups:
@@ -81,12 +91,14 @@ class AcceleratorSpreadWeigher(weights.BaseHostWeigher):
                 weight *= fit
             else:
                 weight /= fit
-        LOG.debug('%(host)s: spread weight %(weight).2f: %(free)d free '
-                  'devices of %(classes)s, discounted by load (load_weight '
-                  '%(load_weight)s) and by link islands (x%(fit).2f)',
-                  {'host': host_state, 'weight': weight, 'free': free,
-                   'classes': ','.join(sorted(wanted.resources)),
-                   'load_weight': load_weight, 'fit': fit})
+        if debug:
+            LOG.debug('%(host)s: spread weight %(weight).2f: %(free)d free '
+                      'devices of %(classes)s, discounted by load '
+                      '(load_weight %(load_weight)s) and by link islands '
+                      '(x%(fit).2f)',
+                      {'host': host_state, 'weight': weight, 'free': free,
+                       'classes': ','.join(sorted(wanted.resources)),
+                       'load_weight': load_weight, 'fit': fit})
         return weight
 
 

@@ -44,14 +44,26 @@ class AcceleratorStrandingWeigher(weights.BaseHostWeigher):
         return utils.get_weight_multiplier(
             host_state, OPTION, CONF.accelerator.stranding_weight_multiplier)
 
-    def _weigh_object(self, host_state, request_spec):
+    def weigh_objects(self, weighed_obj_list, request_spec):
+        # What depends on the request only is read once, not per host.
         wanted = self._requests.get(request_spec.flavor.extra_specs)
         if isinstance(wanted, errors.InvalidRequest) or wanted.resources:
-            LOG.debug('%(host)s: stranding weight 0: the server asks for '
-                      'accelerators', {'host': host_state})
-            return 0.0
+            LOG.debug('Stranding weight 0 for %(count)d hosts: the server '
+                      'asks for accelerators',
+                      {'count': len(weighed_obj_list)})
+            return [0.0] * len(weighed_obj_list)
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        return [self._weigh(obj.obj, debug) for obj in weighed_obj_list]
+
+    def _weigh_object(self, host_state, request_spec):
+        return self.weigh_objects([weights.WeighedHost(host_state, 0.0)],
+                                  request_spec)[0]
+
+    @staticmethod
+    def _weigh(host_state, debug):
         free = host_stats.decode(getattr(host_state, 'stats', None)).free
-        LOG.debug('%(host)s: stranding weight %(weight)d: %(free)d free '
-                  'accelerators, and the server asks for none',
-                  {'host': host_state, 'weight': -free, 'free': free})
+        if debug:
+            LOG.debug('%(host)s: stranding weight %(weight)d: %(free)d free '
+                      'accelerators, and the server asks for none',
+                      {'host': host_state, 'weight': -free, 'free': free})
         return -float(free)

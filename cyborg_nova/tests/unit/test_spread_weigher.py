@@ -82,6 +82,19 @@ class SpreadRankingTest(test.NoDBTestCase):
         self.assertEqual(['four', 'four-busy', 'one'],
                          [name for name, _ in self.ranked(self.hosts())])
 
+    def test_a_list_weighs_as_each_host_alone(self):
+        # weigh_objects reads the request once; the weights are those of
+        # each host weighed alone, in the list's order.
+        hosts = self.hosts() + [h.make_host('none', devices=[])]
+        weigher = spread.AcceleratorSpreadWeigher()
+        spec = h.make_spec(h.ONE_GPU)
+        self.assertEqual(
+            [weigher._weigh_object(host, spec) for host in hosts],
+            weigher.weigh_objects([weights.WeighedHost(host, 0.0)
+                                   for host in hosts], spec))
+        self.assertEqual([1.0, 4.0, 4 * 0.6, 0.0], weigher.weigh_objects(
+            [weights.WeighedHost(host, 0.0) for host in hosts], spec))
+
     def test_negative_multiplier_packs(self):
         self.flags(spread_weight_multiplier=-1.0, group='accelerator')
         self.assertEqual(['one', 'four-busy', 'four'],
