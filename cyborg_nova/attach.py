@@ -1129,8 +1129,8 @@ class _Operation(object):
 
 def _spare(dev, mine, flavor):
     """Whether *dev* may go: the server keeps what its flavor asks."""
-    same = sum(1 for d in mine if d.resource_class == dev.resource_class)
-    return same > flavor.get(dev.resource_class, 0)
+    return dev.resource_class in request_mod.beyond_flavor(
+        [d.resource_class for d in mine], flavor)
 
 
 def _holding(devices):

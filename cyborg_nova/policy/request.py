@@ -25,6 +25,7 @@ alone, so flavors without accelerators parse exactly as Nova sees them.
 This module is pure: it imports nothing from Nova, oslo or libvirt.
 """
 
+import collections
 import dataclasses
 import re
 
@@ -189,6 +190,17 @@ def parse_extra_specs(extra_specs, default_numa_policy='preferred'):
         numa_policy=policies.get(NUMA_POLICY_KEY, default_numa_policy),
         link_policy=policies.get(LINK_POLICY_KEY, DEFAULT_LINK_POLICY),
     )
+
+
+def beyond_flavor(resource_classes, flavor_counts):
+    """``{resource class: n}`` of the devices a server holds beyond what
+    its flavor asks (those ``cyborg-nova attach`` added).
+    *resource_classes* lists the class of each device it holds (a vGPU
+    parent once per mdev); *flavor_counts* is the flavor's
+    :attr:`AcceleratorRequest.resources`."""
+    held = collections.Counter(resource_classes)
+    return {rc: n - flavor_counts.get(rc, 0) for rc, n in sorted(held.items())
+            if n > flavor_counts.get(rc, 0)}
 
 
 def _count(key, value):

@@ -510,6 +510,43 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             return migration.source_node == migration.dest_node
         return migration.source_compute == migration.dest_compute
 
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        # Devices added with cyborg-nova attach are in the server's
+        # allocation here but not in its flavor, so the destination would
+        # not get them: refuse before anything moves, as Nova refuses a
+        # disk it cannot resize (the server stays as it was).
+        extra = self._attached_beyond_flavor(instance)
+        if extra:
+            raise nova_exception.InstanceFaultRollback(
+                nova_exception.ResizeError(reason=(
+                    'the server holds accelerators added with cyborg-nova '
+                    'attach (%s), which its flavor does not ask for and '
+                    'which would not follow it; detach them first '
+                    '("cyborg-nova detach %s ADDRESS"), or resize it to a '
+                    'flavor that asks for them' % (
+                        ', '.join(extra), instance.uuid))))
+        return super().migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info,
+            block_device_info=block_device_info, timeout=timeout,
+            retry_interval=retry_interval)
+
+    def _attached_beyond_flavor(self, instance):
+        """Addresses of the instance's devices here, of the resource
+        classes it holds more of than its flavor asks."""
+        known = self.accelerators.by_address()
+        mine = [known[a] for a in instance_record.devices_on(
+            instance, self._nodename()) if a in known]
+        try:
+            counts = self._request(instance).resources
+        except errors.InvalidRequest:
+            counts = {}
+        extra = request_mod.beyond_flavor([d.resource_class for d in mine],
+                                          counts)
+        return sorted({d.address for d in mine
+                       if d.resource_class in extra})
+
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
                          allocations, block_device_info=None, power_on=True,

@@ -67,7 +67,8 @@ class InterferingPlacement(object):
         return self.real.put(url, data, **kwargs)
 
 
-class TestAttach(gpu_base.GPUTestBase):
+class AttachTestBase(gpu_base.GPUTestBase):
+    """Helpers of the attach tests (no tests of its own)."""
 
     def setUp(self):
         super().setUp()
@@ -124,7 +125,8 @@ class TestAttach(gpu_base.GPUTestBase):
             'nova.tests.fixtures.libvirt.Domain.attachDeviceFlags',
             attach_device))
 
-    # -- tests -------------------------------------------------------
+
+class TestAttach(AttachTestBase):
 
     def test_attach_survives_hard_reboot_and_detach_frees_it(self):
         server = self._server_on(gpu_nodes=[0, 1])
@@ -309,3 +311,43 @@ class TestAttach(gpu_base.GPUTestBase):
         self.assertEqual((GPU0,), self._attach(server).devices)
         self.assertEqual({NODE0: 1, NODE1: 0}, self.gpu_usage('host1'))
         self.assertEqual([GPU0], self._record(server))
+
+
+class TestAttachAndMoves(AttachTestBase):
+    """With RPC casts as casts, as in a deployment: Nova's harness turns
+    them into calls by default, and a refusal on the source host then
+    reaches the conductor's task, which errors the server out."""
+
+    CAST_AS_CALL = False
+
+    def test_a_server_moves_only_once_attached_devices_are_detached(self):
+        # A device added with attach is not in the flavor: the destination
+        # would not get it, so the move is refused before anything moves.
+        self.allow_moves()
+        server = self._server_on(gpu_nodes=[0, 1])
+        self.start_gpu_compute('host2', gpu_nodes=[0])
+        self._attach(server)
+        held = self._in_guest(server)
+        usage = self.gpu_usage('host1')
+
+        self.admin_api.post_server_action(server['id'], {'migrate': None})
+        self._wait_for_migration_status(server, ['error'])
+        self._wait_for_action_fail_completion(
+            server, 'migrate', 'compute_resize_instance')
+        fault = objects.InstanceFaultList.get_by_instance_uuids(
+            self.ctx, [server['id']])[0]
+        self.assertIn('holds accelerators added with cyborg-nova attach '
+                      '(%s)' % GPU0, fault.message)
+        self.assertIn('cyborg-nova detach %s' % server['id'], fault.message)
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('host1', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(held, self._in_guest(server))
+        self.assertEqual(held, self._record(server))
+        self.assertEqual(usage, self.gpu_usage('host1'))
+        self.assertEqual({'host2_PGPU_10de_2330_NUMA0': 0},
+                         self.gpu_usage('host2'))
+
+        self._detach(server)
+        server = self._migrate_server(server, api=self.admin_api)
+        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([], self.hostdev_addresses(self.last_config(server)))
