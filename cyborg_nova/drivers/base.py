@@ -13,6 +13,11 @@ the 2017 Cyborg driver design:
   what the guest needs (:class:`~cyborg_nova.device.PciHostdev` or
   :class:`~cyborg_nova.device.MdevHostdev`), and the reverse.
 
+A driver of *shared* devices (resource class VGPU: a parent several guests
+use through mediated devices) is a :class:`SharedDeviceDriver`: it also
+makes each guest's mdevs under UUIDs derived from the instance, the parent
+and an index, so the guest's XML can be built again at any time.
+
 A *tuning driver* changes the guest around its devices instead of owning
 devices; NUMA-local vCPU pinning is the first one.
 
@@ -90,6 +95,46 @@ class AcceleratorDriver(metaclass=abc.ABCMeta):
 
     def detach(self, device: device_mod.Device, instance_uuid: str) -> None:
         """Undo :meth:`attach` on the host side (libvirt does the guest's)."""
+
+
+class SharedDeviceDriver(AcceleratorDriver):
+    """A driver whose devices are vGPU parents shared by guests, each
+    guest holding mdevs on them (see :mod:`cyborg_nova.drivers.mdev`).
+    :meth:`attach` makes one more mdev for the instance; :meth:`detach`
+    removes the instance's mdevs on the parent; the parent itself is never
+    reset (other guests use it)."""
+
+    @abc.abstractmethod
+    def ensure(self, device: device_mod.Device, instance_uuid: str,
+               index: int) -> device_mod.MdevHostdev:
+        """The instance's *index*-th mdev on the parent, made when missing
+        (first boot, after a host reboot); every build of the guest's XML
+        asks for it."""
+
+    @abc.abstractmethod
+    def instance_mdevs(self, device: device_mod.Device,
+                       instance_uuid: str) -> list:
+        """UUIDs of the instance's mdevs on the parent, by index."""
+
+    @abc.abstractmethod
+    def remove_mdev(self, mdev: str) -> bool:
+        """Remove one mdev; True when it existed."""
+
+    @abc.abstractmethod
+    def type_of(self, device: device_mod.Device) -> str:
+        """The mdev type the parent hosts."""
+
+    @abc.abstractmethod
+    def parent_of(self, mdev: str) -> Optional[str]:
+        """The parent address of an existing mdev, or None."""
+
+    def detach(self, device: device_mod.Device, instance_uuid: str,
+               keep=()) -> None:
+        """Remove the instance's mdevs on the parent but those in *keep*
+        (the ones its guest still has)."""
+        for mdev in self.instance_mdevs(device, instance_uuid):
+            if mdev not in keep:
+                self.remove_mdev(mdev)
 
 
 class TuningDriver(metaclass=abc.ABCMeta):

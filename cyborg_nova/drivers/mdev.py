@@ -50,7 +50,7 @@ def type_trait(mdev_type):
     return classify.custom_name('MDEV_TYPE', mdev_type)
 
 
-class MdevDriver(base.AcceleratorDriver):
+class MdevDriver(base.SharedDeviceDriver):
 
     name = 'mdev'
     specificity = 20
@@ -156,13 +156,6 @@ class MdevDriver(base.AcceleratorDriver):
         ours = [mdev_uuid(instance_uuid, device.address, i)
                 for i in range(bound)]
         return [u for u in ours if u in present]
-
-    def detach(self, device, instance_uuid, keep=()):
-        """Remove the instance's mdevs on this parent (none: nothing), but
-        those in *keep* (the mdevs its guest still has)."""
-        for mdev in self.instance_mdevs(device, instance_uuid):
-            if mdev not in keep:
-                self.remove_mdev(mdev)
 
     def create_mdev(self, parent, mdev_type, new_uuid):
         """Create one mdev of *mdev_type* on *parent*; returns its

@@ -146,9 +146,9 @@ class HostDevices(object):
         parents = [d for d in self.devices if inventory.is_shared(d)]
         drivers = {self.driver_for(d) for d in parents}
         for driver in drivers:
-            found = getattr(driver, 'parent_of', None)
-            if found is not None and found(mdev):
-                return found(mdev)
+            parent = driver.parent_of(mdev)
+            if parent:
+                return parent
         for dev in parents:
             for index in range(max(1, inventory.vgpu_capacity(dev))):
                 if mdev_driver.mdev_uuid(instance_uuid, dev.address,
