@@ -22,6 +22,8 @@ from oslo_config import cfg
 from cyborg_nova import conf as conf_mod
 from cyborg_nova import discovery
 from cyborg_nova.drivers import pci
+from cyborg_nova import errors
+from cyborg_nova.policy import classify
 from cyborg_nova import report
 from cyborg_nova.sysfs import host as sysfs_host
 
@@ -64,9 +66,10 @@ def load_config(config_files=()):
     CONF), read from *config_files*.
 
     Raises :class:`oslo_config.cfg.Error` for a missing or malformed file
-    or a bad value.  (``--sysfs-root`` goes into the host context, not into
-    an override: oslo.config shares a registered group's overrides between
-    config objects registering the same ``OptGroup``.)
+    or a bad value, :class:`~cyborg_nova.errors.ConfigError` for a bad
+    ``resource_classes`` entry.  (``--sysfs-root`` goes into the host
+    context, not into an override: oslo.config shares a registered group's
+    overrides between config objects registering the same ``OptGroup``.)
     """
     conf = cfg.ConfigOpts()
     conf_mod.register_opts(conf)
@@ -77,6 +80,7 @@ def load_config(config_files=()):
     # and not as a traceback from deep inside a driver.
     for name in conf[conf_mod.GROUP]:
         getattr(conf[conf_mod.GROUP], name)
+    classify.check_overrides(conf.accelerator.resource_classes)
     return conf
 
 
@@ -139,7 +143,7 @@ def _error(message):
 def run(args):
     try:
         conf = load_config(args.config_files)
-    except (cfg.Error, ValueError) as exc:
+    except (cfg.Error, ValueError, errors.ConfigError) as exc:
         _error('configuration error: %s' % exc)
         return 2
     root = args.sysfs_root or conf.accelerator.sysfs_root

@@ -49,15 +49,19 @@ allow_opts = [
         help='PCI addresses (``0000:3b:00.0``) that are never handed to '
              'guests, whatever the lists above say; for a device the host '
              'itself needs.'),
-    cfg.DictOpt(
+    cfg.ListOpt(
         'resource_classes',
-        default={},
-        help='Resource class per ``vendor:product`` (``*`` for any '
-             'product), overriding the default taken from the PCI class '
-             '(PGPU for GPUs, FPGA for processing accelerators, PCI_DEVICE '
-             'otherwise); for example ``1172:*:FPGA`` is written '
-             '``1172\\:*:FPGA``. Values must be standard resource classes '
-             'or ``CUSTOM_*`` ones.'),
+        default=[],
+        help='Resource class per device model, overriding the default taken '
+             'from the PCI class (PGPU for GPUs, FPGA for processing '
+             'accelerators, PCI_DEVICE otherwise): entries '
+             '``VENDOR:PRODUCT=RESOURCE_CLASS`` in hex, ``*`` for any '
+             'product, for example ``10de:2330=CUSTOM_ACCEL_H100,'
+             '1172:*=FPGA``. Resource classes must be accelerator classes: '
+             'PGPU, FPGA, PCI_DEVICE or ``CUSTOM_ACCEL_*`` (VGPU comes from '
+             '``enabled_mdev_types`` only). '
+             'A wrong entry stops the device drivers from loading, with a '
+             'message naming it.'),
     cfg.BoolOpt(
         'require_iommu',
         default=True,

@@ -23,8 +23,8 @@ class SysfsDevices(object):
             opts.denied_addresses)
         self.require_iommu = opts.require_iommu
         self.require_reset = opts.require_reset
-        self.resource_class_overrides = {
-            k.lower(): v for k, v in (opts.resource_classes or {}).items()}
+        self.resource_class_overrides = classify.check_overrides(
+            opts.resource_classes)
         self._numa_nodes = None
 
     def addresses(self):

@@ -5,8 +5,13 @@ Standard names come from os-resource-classes and os-traits; ``CUSTOM_``
 names are built only where no standard one exists.
 """
 
+import re
+
 import os_resource_classes as orc
 import os_traits
+
+from cyborg_nova import errors
+from cyborg_nova.policy import request
 
 #: PCI class prefixes and the resource class a whole device of that class is.
 CLASS_PREFIX_RESOURCE_CLASSES = (
@@ -60,3 +65,40 @@ _STANDARD_TRAITS = frozenset(os_traits.get_traits())
 
 def valid_resource_class(name):
     return name in orc.STANDARDS or orc.is_custom(name)
+
+
+_DEVICE_KEY = re.compile(r'^[0-9a-f]{4}:([0-9a-f]{4}|\*)$')
+
+
+def check_overrides(entries):
+    """``[accelerator] resource_classes`` entries
+    (``VENDOR:PRODUCT=RESOURCE_CLASS``, ``*`` for any product), checked:
+    hex ids, accelerator resource classes (PGPU, FPGA, PCI_DEVICE,
+    ``CUSTOM_ACCEL_*``: what flavors and the scheduler filter treat as
+    accelerators), never VGPU (vGPUs are the mdev types of
+    ``enabled_mdev_types``).  Returns
+    ``{'vendor:product': resource class}`` with lower-case keys, as
+    :func:`resource_class` takes it; raises ConfigError naming the entry
+    and what to write instead."""
+    checked = {}
+    for entry in entries or ():
+        where = '[accelerator] resource_classes entry %r' % entry
+        key, sep, value = entry.partition('=')
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not _DEVICE_KEY.match(key):
+            raise errors.ConfigError(
+                '%s is not VENDOR:PRODUCT=RESOURCE_CLASS with hex ids (write '
+                'for example 10de:2330=CUSTOM_H100 or 1172:*=FPGA)' % where)
+        if value == orc.VGPU:
+            raise errors.ConfigError(
+                '%s: VGPU is not for whole devices; vGPUs come from the mdev '
+                'types named in [accelerator] enabled_mdev_types' % where)
+        if not (valid_resource_class(value) and
+                request.is_accelerator_class(value)):
+            raise errors.ConfigError(
+                '%s: %r is not an accelerator resource class; use PGPU, '
+                'FPGA, PCI_DEVICE or CUSTOM_ACCEL_<NAME> in capitals (a '
+                'flavor then asks resources:CUSTOM_ACCEL_<NAME>=1)'
+                % (where, value))
+        checked[key] = value
+    return checked

@@ -4,16 +4,21 @@ Names are data: every one produced must be a standard os-resource-classes /
 os-traits name or a well-formed ``CUSTOM_`` one, as Placement requires.
 """
 
+import os
 import re
 
+import fixtures
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 import os_resource_classes as orc
 import os_traits
+from oslo_config import cfg
 import testscenarios
 import testtools
 
+from cyborg_nova import conf as cn_conf
+from cyborg_nova import errors
 from cyborg_nova.policy import classify
 
 #: Placement's pattern of a custom resource class or trait name.
@@ -150,3 +155,49 @@ class EveryNameIsValidTest(testtools.TestCase):
     def test_custom_name_of_anything(self, parts):
         name = classify.custom_name(*parts)
         self.assertTrue(CUSTOM_RE.match(name), name)
+
+
+class CheckOverridesTest(testtools.TestCase):
+    """``[accelerator] resource_classes`` is checked before a driver uses
+    it: a wrong entry is named, with what to write."""
+
+    def test_good_entries_are_kept_with_lower_case_keys(self):
+        self.assertEqual(
+            {'10de:2330': 'PGPU', '1172:*': 'FPGA',
+             '8086:0b25': 'CUSTOM_ACCEL_QAT'},
+            classify.check_overrides(['10DE:2330=PGPU', '1172:*=FPGA',
+                                      ' 8086:0b25 = CUSTOM_ACCEL_QAT ']))
+        self.assertEqual({}, classify.check_overrides(None))
+
+    def test_bad_entries_are_named(self):
+        for entry, says in (
+                ('10de:2330', 'is not VENDOR:PRODUCT=RESOURCE_CLASS'),
+                ('10de=PGPU', 'is not VENDOR:PRODUCT=RESOURCE_CLASS'),
+                ('10de:23300=PGPU', 'is not VENDOR:PRODUCT=RESOURCE_CLASS'),
+                ('10de:2330=GPU', "'GPU' is not an accelerator resource "
+                                  "class"),
+                ('10de:2330=custom_accel_h100', 'CUSTOM_ACCEL_<NAME> in '
+                                                'capitals'),
+                ('10de:2330=CUSTOM_H100', 'a flavor then asks '
+                                          'resources:CUSTOM_ACCEL_<NAME>=1'),
+                ('10de:2330=MEMORY_MB', 'not an accelerator resource'),
+                ('10de:2330=VGPU', 'VGPU is not for whole devices')):
+            error = self.assertRaises(errors.ConfigError,
+                                      classify.check_overrides, [entry])
+            self.assertIn("[accelerator] resource_classes entry %r" % entry,
+                          str(error))
+            self.assertIn(says, str(error))
+
+    def test_the_option_reads_entries_from_a_config_file(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'nova.conf')
+        with open(path, 'w') as f:
+            f.write('[accelerator]\nresource_classes = '
+                    '10de:2330=CUSTOM_ACCEL_H100,1172:*=FPGA\n')
+        conf = cfg.ConfigOpts()
+        cn_conf.register_opts(conf)
+        conf([], project='cyborg-nova', default_config_files=[path],
+             default_config_dirs=[])
+        self.assertEqual({'10de:2330': 'CUSTOM_ACCEL_H100', '1172:*': 'FPGA'},
+                         classify.check_overrides(
+                             conf.accelerator.resource_classes))

@@ -263,6 +263,17 @@ class ConfigTest(CmdTestCase):
         self.assertIn('require_iommu', ' '.join(err))
         self.assertIn('maybe', ' '.join(err))
 
+    def test_bad_resource_class_entry(self):
+        path = self.config_file('[accelerator]\nresource_classes = '
+                                '10de:2330=VGPU\n')
+        rc, out, err = self.main('discover', '--config-file', path,
+                                 '--sysfs-root', self.host('cpu-only'))
+        self.assertEqual(2, rc)
+        self.assertEqual('', out)
+        self.assertIn("configuration error: [accelerator] resource_classes "
+                      "entry '10de:2330=VGPU': VGPU is not for whole devices",
+                      err[0])
+
     def test_sysfs_root_that_does_not_exist(self):
         rc, out, err = self.main('discover', '--sysfs-root',
                                  os.path.join(self.tmp, 'nowhere'))

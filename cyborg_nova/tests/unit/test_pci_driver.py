@@ -98,8 +98,9 @@ class DiscoverTest(DriverTestCase):
 
     def test_resource_class_override(self):
         found = self.driver(
-            resource_classes={'10DE:2330': 'CUSTOM_H100'}).discover()
-        self.assertEqual({'CUSTOM_H100'}, {d.resource_class for d in found})
+            resource_classes=['10DE:2330=CUSTOM_ACCEL_H100']).discover()
+        self.assertEqual({'CUSTOM_ACCEL_H100'},
+                         {d.resource_class for d in found})
 
     def test_describe_all_lists_every_pci_device(self):
         every = self.driver().describe_all()
