@@ -12,8 +12,9 @@ Unhealthy devices stay in the inventory and are *reserved*, so a device in
 use never vanishes under its guest; a device that is not assignable is not
 offered at all unless a guest holds it.
 
-A VGPU group counts vGPUs, not devices: its total is the sum of its
-parents' ``vgpu_capacity`` (the instances of the enabled mdev type), several
+A VGPU group counts vGPUs, not devices: its parents host one mdev type (a
+group per type, model and NUMA node), its total is the sum of its
+parents' ``vgpu_capacity`` (the instances of that mdev type), several
 guests share one parent, and what is in use is the number of mdevs on the
 parents (``vgpu_used``, or the count the caller gives).
 """
@@ -38,12 +39,16 @@ class GroupKey:
     vendor_id: str
     product_id: str
     numa_node: int | None
+    #: vGPU parents: the mdev type they host (one provider per type, so a
+    #: flavor's trait:CUSTOM_MDEV_TYPE_* gets that type); '' otherwise.
+    mdev_type: str = ''
 
     @property
     def suffix(self):
         """The provider name's suffix, unique on a host."""
-        return '%s_%s_%s_NUMA%s' % (
+        return '%s_%s_%s%s_NUMA%s' % (
             self.resource_class, self.vendor_id, self.product_id,
+            '_' + self.mdev_type if self.mdev_type else '',
             'X' if self.numa_node is None else self.numa_node)
 
 
@@ -86,7 +91,9 @@ def provider_uuid(root_uuid, suffix):
 
 def group_key(device):
     return GroupKey(device.resource_class, device.vendor_id,
-                    device.product_id, device.numa_node)
+                    device.product_id, device.numa_node,
+                    str(device.capabilities.get('mdev_type') or '')
+                    if is_shared(device) else '')
 
 
 def is_shared(device):

@@ -12,6 +12,7 @@ import os
 import fixtures
 from nova import context as nova_context
 from nova import objects
+from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.virt.libvirt import config as vconfig
 
 from cyborg_nova import attach
@@ -26,7 +27,7 @@ from cyborg_nova.virt_hooks import guest_devices
 from cyborg_nova.virt_hooks import instance_record
 
 GPU = '0000:10:00.0'                # on NUMA node 1 (CPUs 4-7)
-PROVIDER = 'host1_VGPU_10de_1eb8_NUMA1'
+PROVIDER = 'host1_VGPU_10de_1eb8_nvidia-223_NUMA1'
 MDEV_TYPES = {'nvidia-222': {'name': 'GRID T4-1B',
                              'available_instances': 16},
               'nvidia-223': {'name': 'GRID T4-2B',
@@ -540,3 +541,47 @@ class TestVGPUAttach(gpu_base.GPUTestBase):
                                 self.instance(server))
         self.assertEqual(((P2,), (P2,)), (plan.forgotten, plan.reset))
         self.assertEqual(([first], [first], 1, [P1]), self.state(server))
+
+
+class TestVGPUTypes(gpu_base.GPUTestBase):
+    """Parents hosting different mdev types are providers of their own, so
+    a flavor's ``trait:CUSTOM_MDEV_TYPE_*`` gets the type it names."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(mdev_kernel.EmulatedMdevKernel())
+        self.flags(enabled_drivers=['pci', 'mdev', 'numa_pinning'],
+                   enabled_mdev_types=['nvidia-222', 'nvidia-223'],
+                   group='accelerator')
+        root = os.path.join(self.useFixture(fixtures.TempDir()).path, 'sys')
+        os.makedirs(root)
+        hosts.gpu_host(root, [1, 1], product=hosts.T4,
+                       kernel_driver='nvidia', mdev_types=MDEV_TYPES)
+        # P2 already hosts an nvidia-223 mdev (of no server): it stays a
+        # 223 parent; P1 takes the first enabled type, 222.
+        self.kernel = mdev_kernel.EmulatedKernel(root)
+        self.kernel.write(self.kernel.path(
+            'bus', 'pci', 'devices', P2, 'mdev_supported_types',
+            'nvidia-223', 'create'), '5e0b6f2e-0000-4000-8000-00000000aaaa')
+        self.flags(sysfs_root=root, group='accelerator')
+        self.start_compute('host1', host_info=fakelibvirt.HostInfo(
+            cpu_nodes=2, cpu_sockets=1, cpu_cores=4, cpu_threads=1,
+            kB_mem=16 * 1024 * 1024))
+        self.root = root
+
+    def test_a_trait_picks_the_mdev_type(self):
+        rp_uuid = self.compute_rp_uuids['host1']
+        names = sorted(rp['name'] for rp in self.placement.get(
+            '/resource_providers?in_tree=%s' % rp_uuid,
+            version='1.14').body['resource_providers']
+            if rp['uuid'] != rp_uuid)
+        self.assertEqual(['host1_VGPU_10de_1eb8_nvidia-222_NUMA1',
+                          'host1_VGPU_10de_1eb8_nvidia-223_NUMA1'], names)
+        for trait, parent in (('CUSTOM_MDEV_TYPE_NVIDIA_223', P2),
+                              ('CUSTOM_MDEV_TYPE_NVIDIA_222', P1)):
+            flavor = self._create_flavor(vcpu=1, memory_mb=512, extra_spec={
+                'resources:VGPU': '1', 'trait:%s' % trait: 'required'})
+            server = self._create_server(flavor_id=flavor, networks='none')
+            mine = mdev_driver.mdev_uuid(server['id'], parent, 0)
+            self.assertIn(mine, mdev_kernel.EmulatedMdevKernel.mdevs(
+                self.root), trait)

@@ -170,7 +170,7 @@ class PickVgpuParentsTest(testscenarios.WithScenarios, testtools.TestCase):
     def test_pick(self):
         chosen = device_pick.pick_vgpu_parents(
             self.parents, self.count, dict(self.free), self.own,
-            group_name='VGPU_10de_1eb8_NUMA1')
+            group_name='VGPU_10de_1eb8_nvidia-223_NUMA1')
         self.assertEqual(self.expect, [d.address for d in chosen])
 
     def test_free_is_not_changed(self):
@@ -186,6 +186,6 @@ class PickVgpuParentsErrorTest(testtools.TestCase):
         error = self.assertRaises(
             errors.NoFreeDevice, device_pick.pick_vgpu_parents,
             [parent(P1), parent(P2)], 4, {P1: 1, P2: 2},
-            group_name='VGPU_10de_1eb8_NUMA1')
-        self.assertIn('locality group VGPU_10de_1eb8_NUMA1 has 3 free '
-                      'vGPU(s) but Placement allocated 4', str(error))
+            group_name='VGPU_10de_1eb8_nvidia-223_NUMA1')
+        self.assertIn('locality group VGPU_10de_1eb8_nvidia-223_NUMA1 has '
+                      '3 free vGPU(s) but Placement allocated 4', str(error))

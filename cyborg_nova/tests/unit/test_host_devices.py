@@ -21,7 +21,8 @@ VM2 = '1b6c8e2a-5f3d-4c9e-8a7b-6d5e4f3a2b10'
 
 
 def vgpus(count, node=1):
-    rp = inventory.provider_uuid(ROOT, 'VGPU_10de_1eb8_NUMA%d' % node)
+    rp = inventory.provider_uuid(ROOT,
+                                 'VGPU_10de_1eb8_nvidia-223_NUMA%d' % node)
     return {rp: {'resources': {'VGPU': count}}}
 
 
@@ -63,8 +64,8 @@ class VGPUClaimTest(VGPUHostTestCase):
         self.assertEqual([GPU1], self.claim('vm-3', 1, {VM2: [GPU1] * 6}))
         exc = self.assertRaises(errors.NoFreeDevice, self.claim, 'vm-4', 1,
                                 {VM2: [GPU1] * 6})
-        self.assertIn('locality group VGPU_10de_1eb8_NUMA1 has 0 free '
-                      'vGPU(s) but Placement allocated 1', str(exc))
+        self.assertIn('locality group VGPU_10de_1eb8_nvidia-223_NUMA1 has '
+                      '0 free vGPU(s) but Placement allocated 1', str(exc))
         self.assertEqual([], self.host.pending('vm-4'))
 
     def test_the_instance_keeps_the_vgpus_it_holds(self):

@@ -81,7 +81,7 @@ class VGPUGroupsTest(testtools.TestCase):
     def test_total_is_the_vgpu_capacity_of_the_parents(self):
         [group] = inventory.locality_groups(
             [vgpu_parent('0000:01:00.0'), vgpu_parent('0000:02:00.0', 0, 16)])
-        self.assertEqual('VGPU_10de_1eb8_NUMA0', group.key.suffix)
+        self.assertEqual('VGPU_10de_1eb8_nvidia-223_NUMA0', group.key.suffix)
         self.assertEqual((24, 0, 0, 24, 16), self.summary(group))
         record = inventory.inventory_record(group)
         self.assertEqual((24, 0, 24), (record['total'], record['reserved'],
@@ -115,10 +115,26 @@ class VGPUGroupsTest(testtools.TestCase):
             [vgpu_parent('0000:01:00.0', used=1, **bad)])
         self.assertEqual((8, 7, 1, 0, 0), self.summary(group))
 
+    def test_parents_of_different_mdev_types_are_groups_of_their_own(self):
+        other = vgpu_parent('0000:02:00.0')
+        other.capabilities['mdev_type'] = 'nvidia-222'
+        other.traits = frozenset({'CUSTOM_MDEV_TYPE_NVIDIA_222'})
+        mine = vgpu_parent('0000:01:00.0')
+        mine.traits = frozenset({'CUSTOM_MDEV_TYPE_NVIDIA_223'})
+        groups = inventory.locality_groups([mine, other])
+        self.assertEqual(
+            [('VGPU_10de_1eb8_nvidia-222_NUMA0', ['0000:02:00.0']),
+             ('VGPU_10de_1eb8_nvidia-223_NUMA0', ['0000:01:00.0'])],
+            sorted((g.key.suffix, g.devices) for g in groups))
+        # So a flavor's trait:CUSTOM_MDEV_TYPE_* names one type.
+        for group in groups:
+            self.assertEqual(1, len([t for t in group.traits
+                                     if t.startswith('CUSTOM_MDEV_TYPE_')]))
+
     def test_pgpu_and_vgpu_groups_side_by_side(self):
         groups = inventory.locality_groups(
             [gpu('0000:01:00.0'), vgpu_parent('0000:02:00.0', used=1)],
             in_use={'0000:01:00.0'})
         self.assertEqual([('PGPU_10de_2330_NUMA0', 1, 1),
-                          ('VGPU_10de_1eb8_NUMA0', 8, 1)],
+                          ('VGPU_10de_1eb8_nvidia-223_NUMA0', 8, 1)],
                          [(g.key.suffix, g.total, g.in_use) for g in groups])

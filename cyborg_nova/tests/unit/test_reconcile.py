@@ -35,7 +35,7 @@ V = '0000:40:00.0'                             # a vGPU parent in it
 #: Servers A and B each hold a vGPU of parent V, A two of them.
 VGPU = rc.HostFacts(
     devices=frozenset({V}), groups={P2: frozenset({V})},
-    provider_names={P2: 'host1_VGPU_10de_1eb8_NUMA1'},
+    provider_names={P2: 'host1_VGPU_10de_1eb8_nvidia-223_NUMA1'},
     guests={A: (V, V), B: (V,)},
     instances={A: rc.InstanceFacts(A, recorded=(V, V)),
                B: rc.InstanceFacts(B, recorded=(V,))},
