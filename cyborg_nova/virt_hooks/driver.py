@@ -262,6 +262,7 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                 instance.uuid, self._allocations_here(allocations, node),
                 self._root_provider_uuid(), self._guest_devices,
                 keep=previous, link_policy=self._link_policy(instance))
+            self._warn_left_behind(instance, node)
             instance_record.record(instance, node,
                                    [d.address for d in devices])
             self._log_devices(instance, devices, 'spawn')
@@ -278,6 +279,23 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                 raise
             finally:
                 self.accelerators.settle(instance.uuid)
+
+    def _warn_left_behind(self, instance, node):
+        """An evacuation brings the flavor's devices only: say so when the
+        server held more on the host it left (added with attach)."""
+        try:
+            wanted = sum(self._request(instance).resources.values())
+        except errors.InvalidRequest:
+            return
+        for other in instance_record.nodes_of(instance):
+            held = instance_record.devices_on(instance, other)
+            if other != node and len(held) > wanted:
+                LOG.warning('The server held %d accelerator(s) on %s (%s), '
+                            '%d beyond its flavor (added with cyborg-nova '
+                            'attach); only the flavor\'s come with it to '
+                            'this host: attach the others again here',
+                            len(held), other, ', '.join(held),
+                            len(held) - wanted, instance=instance)
 
     def _allocations_here(self, allocations, nodename):
         """The part of *allocations* made against this node's providers.
@@ -460,6 +478,15 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             if recreated:
                 self.accelerators.hold(instance.uuid, addresses)
                 return
+            if instance.task_state == task_states.SHELVING_OFFLOADING:
+                attached = self._attached_beyond_flavor(instance)
+                if attached:
+                    LOG.warning('Shelve-offload releases accelerators %s, '
+                                'added to this server with cyborg-nova '
+                                'attach: its flavor does not ask for them, '
+                                'so unshelve does not bring them back; '
+                                'attach them again after unshelve',
+                                ', '.join(attached), instance=instance)
             self.accelerators.release(instance.uuid)
             instance_record.record(instance, node, [])
             # The source devices of a resize to this same host are not the

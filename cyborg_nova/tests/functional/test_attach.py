@@ -176,6 +176,32 @@ class TestAttach(AttachTestBase):
         self.assertEqual([], self.hostdev_addresses(self.last_config(server)))
         self._assert_untouched(server)
 
+    def test_shelve_offload_says_it_releases_attached_devices(self):
+        server = self._server_on(gpu_nodes=[0, 1])
+        self._attach(server)
+        self._shelve_server(server)
+        self._assert_untouched(server)
+        [line] = [line for line in self.stdlog.logger.output.splitlines()
+                  if 'Shelve-offload releases accelerators' in line]
+        self.assertIn('%s, added to this server with cyborg-nova attach'
+                      % GPU0, line)
+        self.assertIn('attach them again after unshelve', line)
+
+    def test_evacuation_says_which_attached_devices_stay_behind(self):
+        self.allow_moves()
+        server = self._server_on(gpu_nodes=[0, 1])
+        self._attach(server)
+        self.start_gpu_compute('host2', gpu_nodes=[0])
+        self.computes['host1'].stop()
+        service = self.admin_api.get_services(
+            host='host1', binary='nova-compute')[0]
+        self.admin_api.put_service(service['id'], {'forced_down': True})
+        self._evacuate_server(server, expected_host='host2')
+        [line] = [line for line in self.stdlog.logger.output.splitlines()
+                  if 'beyond its flavor' in line]
+        self.assertIn('held 1 accelerator(s) on host1 (%s), 1 beyond its '
+                      'flavor' % GPU0, line)
+
     def test_cli_attach_and_detach_by_server_name(self):
         self.start_gpu_compute('host1', gpu_nodes=[1])
         plain = self._create_flavor(vcpu=2, memory_mb=1024)
