@@ -116,10 +116,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         self._warned_spec = None
         self._providers = cn_candidates.ProviderMaps()
         self._cells = {}        # host uuid -> (NUMATopology, {node: cap})
-        self._guest = (None, None, None, None)
-        self._rebuild = (None, False)   # (request spec, is a rebuild)
-        self._request = (None, None, None)   # (spec, flavor, wanted)
-        self._limits = (None, {})       # (request spec, {key: limits})
+        self._current = None    # _PerRequest of the request being filtered
         # Built when nova-scheduler starts: say what in its settings (and
         # Placement's, when readable here) works against accelerators.
         deployment_check.check_and_log(
@@ -129,31 +126,32 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         # Ordinary flavors pass before Nova's rebuild check (which costs
         # more than this whole path); rebuilds pass either way, as Nova's
         # BaseHostFilter lets them, asked once per request, not per host.
-        wanted = self._wanted(spec_obj)
+        current = self._per_request(spec_obj)
+        wanted = current.wanted
         if (isinstance(wanted, request.AcceleratorRequest) and
                 not wanted.resources):
             return True
-        last_spec, rebuild = self._rebuild
-        if spec_obj is not last_spec:
-            rebuild = scheduler_utils.request_is_rebuild(spec_obj)
-            self._rebuild = (spec_obj, rebuild)
-        if rebuild:
+        if current.rebuild is None:
+            current.rebuild = scheduler_utils.request_is_rebuild(spec_obj)
+        if current.rebuild:
             return True
         return self._passes(host_state, spec_obj, wanted)
 
     def host_passes(self, host_state, spec_obj):
-        return self._passes(host_state, spec_obj, self._wanted(spec_obj))
+        return self._passes(host_state, spec_obj,
+                            self._per_request(spec_obj).wanted)
 
-    def _wanted(self, spec_obj):
-        """The request's :class:`~cyborg_nova.policy.request.
-        AcceleratorRequest` (or the InvalidRequest its flavor makes), read
-        once per request spec and flavor object."""
+    def _per_request(self, spec_obj):
+        """The :class:`_PerRequest` of *spec_obj*: made again when the
+        request spec or its flavor object changes (a new request), kept
+        for all the hosts of one."""
         flavor = spec_obj.flavor
-        last_spec, last_flavor, wanted = self._request
-        if spec_obj is not last_spec or flavor is not last_flavor:
-            wanted = self._requests.get(flavor.extra_specs)
-            self._request = (spec_obj, flavor, wanted)
-        return wanted
+        current = self._current
+        if (current is None or current.spec is not spec_obj or
+                current.flavor is not flavor):
+            current = self._current = _PerRequest(
+                spec_obj, flavor, self._requests.get(flavor.extra_specs))
+        return current
 
     def _passes(self, host_state, spec_obj, wanted):
         if isinstance(wanted, errors.InvalidRequest):
@@ -237,7 +235,7 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         if guest.numa:
             _set_limits(host_state, spec_obj,
                         nodes if first_aligned else (),
-                        self._limits_cache(spec_obj))
+                        self._per_request(spec_obj).limits)
         if not LOG.isEnabledFor(logging.DEBUG):
             return True
         LOG.debug('%(host)s, %(node)s passes accelerator request %(res)s '
@@ -268,27 +266,15 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
         return False
 
     def _guest_of(self, spec_obj):
-        """The guest's :class:`_Guest`, kept while the request's flavor and
-        NUMA topology objects stay the same (all hosts of one request)."""
-        flavor = spec_obj.flavor
+        """The guest's :class:`_Guest`, kept while the request's NUMA
+        topology object stays the same (all hosts of one request)."""
         topology = (spec_obj.numa_topology if 'numa_topology' in spec_obj
                     else None)
-        last_spec, last_flavor, last_topology, guest = self._guest
-        if (spec_obj is not last_spec or flavor is not last_flavor or
-                topology is not last_topology):
-            guest = _Guest(flavor, topology)
-            self._guest = (spec_obj, flavor, topology, guest)
-        return guest
-
-    def _limits_cache(self, spec_obj):
-        """The limits objects made for this request, by content: hosts
-        with the same ratios and markers share one (nothing writes into
-        limits; Nova's NUMATopologyFilter shares them the same way)."""
-        last_spec, cache = self._limits
-        if spec_obj is not last_spec:
-            cache = {}
-            self._limits = (spec_obj, cache)
-        return cache
+        current = self._per_request(spec_obj)
+        if current.guest is None or current.topology is not topology:
+            current.topology = topology
+            current.guest = _Guest(current.flavor, topology)
+        return current.guest
 
     def _provider_map(self, host_state, stats, summary):
         """``{provider uuid: GroupSummary}`` of the host, per stats text."""
@@ -312,6 +298,27 @@ class AcceleratorNUMAFilter(filters.BaseHostFilter,
             self._cells.clear()
         self._cells[host_state.uuid] = (topology, cells)
         return cells
+
+
+class _PerRequest:
+    """What depends on the request alone, worked out once for all its
+    hosts: the flavor's accelerator request (or the InvalidRequest it
+    makes), whether it is a rebuild (asked when first needed), the guest's
+    size for NUMA fitting, and the NUMA limits objects made for its hosts,
+    by content (hosts with the same ratios and markers share one: nothing
+    writes into limits, and Nova's NUMATopologyFilter shares them too)."""
+
+    __slots__ = ('spec', 'flavor', 'wanted', 'rebuild', 'topology', 'guest',
+                 'limits')
+
+    def __init__(self, spec, flavor, wanted):
+        self.spec = spec
+        self.flavor = flavor
+        self.wanted = wanted
+        self.rebuild = None
+        self.topology = None
+        self.guest = None
+        self.limits = {}
 
 
 class _Guest:
