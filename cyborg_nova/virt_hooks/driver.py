@@ -443,6 +443,7 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         # is destroyed (through cleanup) and defined again from the record;
         # the instance keeps its devices throughout.
         with self._instance_lock(instance):
+            self._catch_up_record(context, instance)
             addresses = instance_record.devices_on(instance,
                                                    self._nodename())
             self.accelerators.hold(instance.uuid, addresses)
@@ -454,6 +455,27 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
             finally:
                 recreating.discard(instance.uuid)
                 self.accelerators.settle(instance.uuid)
+
+    def _catch_up_record(self, context, instance):
+        """Nova loaded *instance* before it waited for the instance lock;
+        a ``cyborg-nova attach`` or ``detach`` that held the lock meanwhile
+        changed the record in the database: use that one, or the guest's
+        XML would be rebuilt without the device just attached (or with the
+        one just detached)."""
+        node = self._nodename()
+        try:
+            fresh = objects.Instance.get_by_uuid(
+                context, instance.uuid, expected_attrs=['system_metadata'])
+        except nova_exception.InstanceNotFound:
+            return
+        before = instance_record.devices_on(instance, node)
+        if instance_record.catch_up(instance, node, fresh.system_metadata):
+            LOG.info('The accelerator record changed since this operation '
+                     'loaded the instance (cyborg-nova attach or detach ran '
+                     'meanwhile): %s, not %s',
+                     ', '.join(instance_record.devices_on(instance, node))
+                     or 'none', ', '.join(before) or 'none',
+                     instance=instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,

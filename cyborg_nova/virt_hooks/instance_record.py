@@ -42,6 +42,23 @@ def record(instance, nodename, addresses):
         instance.system_metadata.pop(key(nodename), None)
 
 
+def catch_up(instance, nodename, fresh_metadata):
+    """Copy the node's record from *fresh_metadata* (the instance's
+    ``system_metadata`` as the database holds it now) into *instance*,
+    loaded before ``cyborg-nova attach/detach`` changed it in another
+    process; True when it differed.  Taken under :func:`instance_lock`,
+    so nothing changes it meanwhile."""
+    name = key(nodename)
+    fresh = fresh_metadata.get(name)
+    if fresh == instance.system_metadata.get(name):
+        return False
+    if fresh is None:
+        instance.system_metadata.pop(name, None)
+    else:
+        instance.system_metadata[name] = fresh
+    return True
+
+
 def nodes_of(instance):
     """Nodes with a device record for *instance*."""
     return sorted(k[len(PREFIX):] for k in instance.system_metadata

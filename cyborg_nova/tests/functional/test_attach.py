@@ -176,6 +176,19 @@ class TestAttach(AttachTestBase):
         self.assertEqual([], self.hostdev_addresses(self.last_config(server)))
         self._assert_untouched(server)
 
+    def test_a_reboot_that_loaded_the_server_before_an_attach_keeps_it(self):
+        # nova-compute loads the instance, then waits for the lock an
+        # attach holds: the XML it builds must hold the attached device.
+        server = self._server_on(gpu_nodes=[0, 1])
+        stale = self._instance(server)
+        self._attach(server)
+        self.assertEqual([], instance_record.devices_on(stale, 'host1'))
+        self._driver().reboot(self.ctx, stale, [], 'HARD')
+        self.assertEqual([GPU0], self.hostdev_addresses(
+            self.last_config(server)))
+        self.assertEqual([GPU0], self._in_guest(server))
+        self.assertEqual([GPU0], instance_record.devices_on(stale, 'host1'))
+
     def test_shelve_offload_says_it_releases_attached_devices(self):
         server = self._server_on(gpu_nodes=[0, 1])
         self._attach(server)
