@@ -257,6 +257,7 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         node = self._nodename()
         with self._instance_lock(instance):
             self._load_resize_reservations()
+            self._catch_up_record(context, instance)
             previous = instance_record.devices_on(instance, node)
             devices = self.accelerators.claim(
                 instance.uuid, self._allocations_here(allocations, node),
@@ -440,8 +441,9 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def _hard_reboot(self, context, instance, *args, **kwargs):
         # Hard reboot, start (power_on) and resume on host boot: the domain
-        # is destroyed (through cleanup) and defined again from the record;
-        # the instance keeps its devices throughout.
+        # is destroyed (through cleanup) and defined again from the record
+        # (as the database has it: see _catch_up_record); the instance
+        # keeps its devices throughout.
         with self._instance_lock(instance):
             self._catch_up_record(context, instance)
             addresses = instance_record.devices_on(instance,
