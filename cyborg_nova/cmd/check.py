@@ -17,6 +17,7 @@ from cyborg_nova import conf as conf_mod
 from cyborg_nova import deployment_check
 from cyborg_nova import discovery
 from cyborg_nova.policy import deployment
+from cyborg_nova.policy import inventory
 
 PROG = 'cyborg-nova check'
 ROLES = ('scheduler', 'placement', 'compute')
@@ -62,24 +63,29 @@ def load_nova_config(config_files):
 
 
 def findings_for(conf, roles, placement_file=None):
-    """``[(part, [Finding])]`` for the *roles* asked."""
+    """``[(part, [Finding])]`` for the *roles* asked.  With ``compute``,
+    this host's devices are discovered, and the scheduler part also
+    checks ``max_placement_results`` against the locality groups a host
+    like this one reports."""
+    devices = groups = None
+    if 'compute' in roles:
+        devices = discovery.discover(discovery.make_context(conf)).devices
+        groups = len(inventory.locality_groups(devices))
     parts = []
     if 'scheduler' in roles:
         parts.append(('scheduler (nova.conf)',
                       deployment.check_scheduler(
                           conf.filter_scheduler.enabled_filters,
                           conf.filter_scheduler.weight_classes,
-                          conf.scheduler.max_placement_results)))
+                          conf.scheduler.max_placement_results, groups)))
     if 'placement' in roles:
         path = placement_file or conf.accelerator.placement_config_file
         parts.append(('placement (%s)' % path,
                       deployment_check.placement_findings(path)))
-    if 'compute' in roles:
-        result = discovery.discover(discovery.make_context(conf))
+    if devices is not None:
         parts.append(('compute (nova.conf, %d accelerators found)'
-                      % len(result.devices),
-                      deployment_check.compute_findings(conf,
-                                                        result.devices)))
+                      % len(devices),
+                      deployment_check.compute_findings(conf, devices)))
     return parts
 
 

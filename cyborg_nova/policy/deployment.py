@@ -154,7 +154,7 @@ def check_scheduler(enabled_filters, weight_classes, max_placement_results,
     if groups_per_host and max_placement_results < 100 * groups_per_host:
         found.append(Finding(
             WARNING, '[scheduler] max_placement_results',
-            '%d: a host offers up to %d candidates (one per locality '
+            '%d: a host offers up to %d candidate(s) (one per locality '
             'group), so as few as %d hosts may be considered per request; '
             'keep the default 1000 or more'
             % (max_placement_results, groups_per_host,

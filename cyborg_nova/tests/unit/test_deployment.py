@@ -329,6 +329,15 @@ class CheckCommandTest(testtools.TestCase):
                      'result: error'):
             self.assertIn(text, proc.stdout)
 
+    def test_few_placement_results_for_the_groups_of_this_host(self):
+        proc = self.run_check(
+            '[scheduler]\nmax_placement_results = 20\n'
+            '[accelerator]\nsysfs_root = %(root)s\n', '[placement]\n',
+            '--only', 'scheduler', '--only', 'compute')
+        self.assertIn('WARNING [scheduler] max_placement_results: 20: a '
+                      'host offers up to 1 candidate(s) (one per locality '
+                      'group), so as few as 20 hosts', proc.stdout)
+
     def test_only_one_part(self):
         proc = self.run_check('[accelerator]\nsysfs_root = %(root)s\n',
                               '[placement]\n', '--only', 'placement')
