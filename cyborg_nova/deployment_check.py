@@ -80,13 +80,19 @@ def placement_findings(path, explicit=True):
         'placement.conf is' % problem)]
 
 
-def scheduler_findings(conf, groups_per_host=None):
-    """Findings on the scheduler settings of *conf* (Nova's CONF), with
-    those of ``[accelerator] placement_config_file``."""
-    found = deployment.check_scheduler(
+def nova_scheduler_findings(conf, groups_per_host=None):
+    """Findings on the scheduler settings of *conf* (Nova's CONF);
+    *groups_per_host* as :func:`deployment.check_scheduler` takes it."""
+    return deployment.check_scheduler(
         conf.filter_scheduler.enabled_filters,
         conf.filter_scheduler.weight_classes,
         conf.scheduler.max_placement_results, groups_per_host)
+
+
+def scheduler_findings(conf):
+    """What nova-scheduler logs when it starts: its settings, and those of
+    ``[accelerator] placement_config_file`` when it can be read here."""
+    found = nova_scheduler_findings(conf)
     path = conf.accelerator.placement_config_file
     if path:
         found += placement_findings(

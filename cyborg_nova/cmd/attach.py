@@ -28,11 +28,13 @@ rolled back), 2 usage or configuration error.
 
 import sys
 
+from cyborg_nova.cmd import main
 from cyborg_nova import errors
+from cyborg_nova.policy import deployment
 from cyborg_nova.policy import numa_fit
 
 PROG = 'cyborg-nova attach'
-DRIVER = 'cyborg_nova.AcceleratedLibvirtDriver'
+DRIVER = deployment.COMPUTE_DRIVER
 
 
 class SetupError(errors.CyborgNovaError):
@@ -132,11 +134,9 @@ def add_common_arguments(parser):
         'server', metavar='SERVER',
         help='the server: its UUID, or its name when that is unique on '
              'this host')
-    parser.add_argument(
-        '--config-file', metavar='FILE', action='append', default=[],
-        dest='config_files',
-        help='nova.conf of this compute host; may be repeated (default: '
-             'where Nova looks, /etc/nova/nova.conf)')
+    main.add_config_file_argument(
+        parser, 'nova.conf of this compute host; may be repeated (default: '
+                'where Nova looks, /etc/nova/nova.conf)')
 
 
 def add_parser(subparsers):

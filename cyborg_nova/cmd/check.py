@@ -13,6 +13,7 @@ import sys
 
 from oslo_config import cfg
 
+from cyborg_nova.cmd import main
 from cyborg_nova import conf as conf_mod
 from cyborg_nova import deployment_check
 from cyborg_nova import discovery
@@ -35,11 +36,9 @@ def add_parser(subparsers):
                     'placement.conf for what works against accelerators; '
                     'exit status 0 when all is fine, 1 on a warning, 2 on '
                     'an error, as nova-status does.')
-    parser.add_argument(
-        '--config-file', metavar='FILE', action='append', default=[],
-        dest='config_files',
-        help='nova.conf to check; may be repeated (default: where Nova '
-             'looks, such as /etc/nova/nova.conf)')
+    main.add_config_file_argument(
+        parser, 'nova.conf to check; may be repeated (default: where Nova '
+                'looks, such as /etc/nova/nova.conf)')
     parser.add_argument(
         '--placement-config-file', metavar='FILE',
         help='placement.conf to check (default: [accelerator] '
@@ -74,10 +73,8 @@ def findings_for(conf, roles, placement_file=None):
     parts = []
     if 'scheduler' in roles:
         parts.append(('scheduler (nova.conf)',
-                      deployment.check_scheduler(
-                          conf.filter_scheduler.enabled_filters,
-                          conf.filter_scheduler.weight_classes,
-                          conf.scheduler.max_placement_results, groups)))
+                      deployment_check.nova_scheduler_findings(conf,
+                                                               groups)))
     if 'placement' in roles:
         path = placement_file or conf.accelerator.placement_config_file
         parts.append(('placement (%s)' % path,

@@ -19,6 +19,7 @@ import sys
 
 from oslo_config import cfg
 
+from cyborg_nova.cmd import main
 from cyborg_nova import conf as conf_mod
 from cyborg_nova import discovery
 from cyborg_nova.drivers import pci
@@ -48,12 +49,10 @@ def add_parser(subparsers):
         '--sysfs-root', metavar='DIR',
         help='read this sysfs tree instead of [accelerator] sysfs_root '
              '(default /sys); for captured or synthetic hosts')
-    parser.add_argument(
-        '--config-file', metavar='FILE', action='append', default=[],
-        dest='config_files',
-        help='an oslo.config file with an [accelerator] section, such as '
-             '/etc/nova/nova.conf; may be repeated (default: none, the '
-             'built-in defaults)')
+    main.add_config_file_argument(
+        parser, 'an oslo.config file with an [accelerator] section, such '
+                'as /etc/nova/nova.conf; may be repeated (default: none, '
+                'the built-in defaults)')
     parser.add_argument(
         '--format', choices=('table', 'json'), default='table',
         help='table for people (default), json for tools')

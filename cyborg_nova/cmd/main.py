@@ -37,6 +37,14 @@ def quiet_import_warnings():
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 
+def add_config_file_argument(parser, help_text):
+    """``--config-file FILE`` (repeatable, into ``config_files``), as
+    every subcommand reading an oslo.config file takes it."""
+    parser.add_argument(
+        '--config-file', metavar='FILE', action='append', default=[],
+        dest='config_files', help=help_text)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='cyborg-nova',
