@@ -230,12 +230,14 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
     def _instance_lock(self, instance):
         """:func:`instance_record.instance_lock`, taken once per thread:
         a hard reboot runs cleanup inside it, and the lock is not
-        reentrant."""
+        reentrant.  Once taken, the instance's record is read again
+        (:meth:`_catch_up_record`)."""
         held = self._thread_set('locked')
         if instance.uuid in held:
             yield
             return
         with instance_record.instance_lock(instance.uuid):
+            self._catch_up_record(instance)
             held.add(instance.uuid)
             try:
                 yield
@@ -257,7 +259,6 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         node = self._nodename()
         with self._instance_lock(instance):
             self._load_resize_reservations()
-            self._catch_up_record(context, instance)
             previous = instance_record.devices_on(instance, node)
             devices = self.accelerators.claim(
                 instance.uuid, self._allocations_here(allocations, node),
@@ -445,7 +446,6 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
         # (as the database has it: see _catch_up_record); the instance
         # keeps its devices throughout.
         with self._instance_lock(instance):
-            self._catch_up_record(context, instance)
             addresses = instance_record.devices_on(instance,
                                                    self._nodename())
             self.accelerators.hold(instance.uuid, addresses)
@@ -458,16 +458,17 @@ class AcceleratedLibvirtDriver(libvirt_driver.LibvirtDriver):
                 recreating.discard(instance.uuid)
                 self.accelerators.settle(instance.uuid)
 
-    def _catch_up_record(self, context, instance):
+    def _catch_up_record(self, instance):
         """Nova loaded *instance* before it waited for the instance lock;
         a ``cyborg-nova attach`` or ``detach`` that held the lock meanwhile
         changed the record in the database: use that one, or the guest's
         XML would be rebuilt without the device just attached (or with the
-        one just detached)."""
+        one just detached), and a delete would not reset it."""
         node = self._nodename()
         try:
             fresh = objects.Instance.get_by_uuid(
-                context, instance.uuid, expected_attrs=['system_metadata'])
+                nova_context.get_admin_context(), instance.uuid,
+                expected_attrs=['system_metadata'])
         except nova_exception.InstanceNotFound:
             return
         before = instance_record.devices_on(instance, node)

@@ -189,6 +189,23 @@ class TestAttach(AttachTestBase):
         self.assertEqual([GPU0], self._in_guest(server))
         self.assertEqual([GPU0], instance_record.devices_on(stale, 'host1'))
 
+    def test_a_delete_that_loaded_the_server_before_an_attach_resets_it(self):
+        server = self._server_on(gpu_nodes=[0, 1])
+        stale = self._instance(server)
+        self._attach(server)
+        resets = []
+        real_uninstall = pci.PciDriver.uninstall
+
+        def uninstall(driver, dev):
+            resets.append(dev.address)
+            return real_uninstall(driver, dev)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'cyborg_nova.drivers.pci.PciDriver.uninstall', uninstall))
+        self._driver().destroy(self.ctx, stale, [])
+        self.assertEqual([GPU0], resets)
+        self.assertEqual([], self._in_guest(server))
+
     def test_shelve_offload_says_it_releases_attached_devices(self):
         server = self._server_on(gpu_nodes=[0, 1])
         self._attach(server)
